@@ -1,0 +1,3 @@
+from nemorun.cli import main
+
+main()

@@ -1,0 +1,42 @@
+"""The task's command line, before and after a launcher wraps it.
+
+Kept apart from the templates so every target builds the same argv for the same task; targets
+differ only in how they place it (a line in launch.sh, an srun step, a container command).
+"""
+from __future__ import annotations
+
+import json
+from typing import Any, Mapping
+
+from nemorun.ir import Job, Task
+
+FUNCTION_SPEC = "function.yaml"
+
+
+def task_argv(job: Job, function_spec: str) -> list[str]:
+    """argv of the task itself. ``function_spec`` is where ``function.yaml`` is on the target."""
+    task = job.task
+    if task.kind == "inline":
+        return ["bash", "-c", str(task.inline)]
+    if task.kind == "script":
+        script = str(task.script)
+        runner = job.python if script.endswith(".py") else "bash"
+        return [runner, script, *task.args]
+    return [job.python, "-m", "nemorun.entry", function_spec]
+
+
+def function_spec_text(task: Task) -> str:
+    """``function.yaml``: what the node-side entry point imports and calls.
+
+    Written as JSON, which is also YAML (1.2 flow style), so the entry point reads it with the
+    standard library alone: the node needs nemorun's entry module, not PyYAML.
+    """
+    spec: Mapping[str, Any] = {"target": task.target, "params": dict(task.params)}
+    return json.dumps(spec, indent=2, sort_keys=True) + "\n"
+
+
+def function_artifacts(job: Job) -> dict[str, str]:
+    """Extra artifacts a function task ships next to the target's main artifact."""
+    if job.task.kind != "function":
+        return {}
+    return {FUNCTION_SPEC: function_spec_text(job.task)}

@@ -1,0 +1,239 @@
+"""Composed config → checked → typed IR (:class:`nemorun.ir.Job`).
+
+Every check a user can fail without a cluster happens here, before anything is rendered:
+keys the schema does not know (including ``+key=`` force-adds, which Hydra lets through typed
+nodes), missing ``???`` values, a task that is not exactly one of inline/script/function, a
+function target that does not import, malformed environment names.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import sys
+from dataclasses import dataclass
+from typing import Any, Iterator, Optional
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from nemorun import ir
+from nemorun.errors import ConfigError
+from nemorun.render import is_env_name
+
+
+@dataclass(frozen=True)
+class Site:
+    """Facts from outside the config that a compile needs, fixed before compiling.
+
+    Tests pin them (fixed id, paths and interpreter) so renders are reproducible.
+    """
+
+    experiment_id: str
+    # directory nemorun was started from: the local job's working directory by default
+    submit_dir: str
+    # NEMORUN_HOME: where experiment records live on this machine
+    home: str
+    # interpreter that runs nemorun; the local executor uses it for Python tasks
+    python: str = sys.executable
+
+    def experiment_dir(self, name: str) -> str:
+        return os.path.join(self.home, "experiments", name, self.experiment_id)
+
+
+def _dataclass_nodes(cfg: Any, path: str = "") -> Iterator[tuple[str, DictConfig, type]]:
+    if isinstance(cfg, DictConfig):
+        kind = OmegaConf.get_type(cfg)
+        if kind is not None and dataclasses.is_dataclass(kind):
+            yield path, cfg, kind
+        for key in cfg.keys():
+            if OmegaConf.is_missing(cfg, key):
+                continue
+            try:
+                child = cfg._get_node(key)
+            except OmegaConfBaseException:
+                continue
+            if isinstance(child, (DictConfig, ListConfig)):
+                yield from _dataclass_nodes(child, f"{path}.{key}" if path else str(key))
+    elif isinstance(cfg, ListConfig):
+        for i, item in enumerate(cfg):
+            if isinstance(item, (DictConfig, ListConfig)):
+                yield from _dataclass_nodes(item, f"{path}[{i}]")
+
+
+def unknown_key_message(path: str, key: str, known: list[str]) -> str:
+    full = f"{path}.{key}" if path else key
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    hint = f"; did you mean '{(path + '.') if path else ''}{close[0]}'?" if close else ""
+    return f"unknown key '{full}'{hint}"
+
+
+def check_known_keys(cfg: DictConfig) -> None:
+    """Reject keys a schema does not declare (``+key=`` bypasses Hydra's own check)."""
+    for path, node, kind in _dataclass_nodes(cfg):
+        known = [f.name for f in dataclasses.fields(kind)]
+        if path == "":
+            known += ["hydra"]
+        for key in node.keys():
+            if key not in known:
+                raise ConfigError(unknown_key_message(path, str(key), known))
+
+
+def check_missing(cfg: DictConfig) -> None:
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        key = missing[0]
+        more = f" (and {len(missing) - 1} more: {', '.join(missing[1:4])})" if len(missing) > 1 else ""
+        raise ConfigError(f"missing required value '{key}'{more}; set it with {key}=...")
+
+
+def _to_object(node: DictConfig, what: str) -> Any:
+    try:
+        return OmegaConf.to_object(node)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"{what}: {exc}") from exc
+
+
+def _task_from(cfg: DictConfig) -> ir.Task:
+    t = _to_object(cfg.task, "task")
+    given = [k for k in ("inline", "script", "target") if getattr(t, k)]
+    if len(given) != 1:
+        which = "none" if not given else " and ".join(given)
+        raise ConfigError(f"task '{t.name}' must set exactly one of inline, script or target (it sets {which})")
+    kind = {"inline": "inline", "script": "script", "target": "function"}[given[0]]
+    return ir.Task(
+        name=t.name,
+        kind=kind,  # type: ignore[arg-type]
+        inline=t.inline,
+        script=t.script,
+        args=tuple(str(a) for a in t.args),
+        target=t.target,
+        params=t.params,
+    )
+
+
+_SIMPLE_TYPES = {int: (int,), float: (int, float), str: (str,), bool: (bool,)}
+
+
+def check_function_call(target: str, params: dict[str, Any], search_dir: str) -> None:
+    """Import the function here and bind the params to its signature, so a typo in the target,
+    an unknown or missing parameter, or a value of the wrong simple type fails now, not on the node."""
+    import inspect
+
+    from nemorun.entry import load_target
+
+    added = search_dir not in sys.path
+    if added:
+        sys.path.insert(0, search_dir)
+    try:
+        fn = load_target(target)
+    except Exception as exc:  # any import-time failure of user code is the user's to fix
+        raise ConfigError(f"function target '{target}' cannot be imported: {type(exc).__name__}: {exc}") from exc
+    finally:
+        if added:
+            sys.path.remove(search_dir)
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return
+    try:
+        sig.bind(**params)
+    except TypeError as exc:
+        known = [n for n in sig.parameters]
+        unknown = [k for k in params if k not in sig.parameters]
+        if unknown and not any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values()):
+            raise ConfigError(unknown_key_message("task.params", unknown[0], known) + f" ({target} takes: {', '.join(known)})") from exc
+        raise ConfigError(f"task.params do not fit {target}{sig}: {exc}") from exc
+    hints: dict[str, Any] = {}
+    try:
+        import typing
+
+        hints = typing.get_type_hints(fn)
+    except Exception:
+        pass
+    for key, value in params.items():
+        allowed = _SIMPLE_TYPES.get(hints.get(key))  # type: ignore[arg-type]
+        if allowed and value is not None and (not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed)):
+            raise ConfigError(f"task.params.{key}={value!r}: {target} expects {hints[key].__name__}")
+
+
+def experiment_name(cfg: DictConfig) -> str:
+    name = cfg.get("name") or (cfg.task.name if cfg.get("task") is not None else None)
+    if not name:
+        raise ConfigError("no experiment name: set name=... or pick a task with task=<name>")
+    return str(name)
+
+
+def check_config(cfg: DictConfig) -> None:
+    if cfg.get("task") is None:
+        raise ConfigError("no task selected; pick one with task=<name> (see --help for the list)")
+    check_known_keys(cfg)
+    check_missing(cfg)
+
+
+def _first_attr(obj: Any, names: tuple[str, ...], default: Any) -> Any:
+    for n in names:
+        value = getattr(obj, n, None)
+        if value is not None:
+            return value
+    return default
+
+
+def resources_of(executor: Any) -> ir.Resources:
+    """Executors name the same quantities differently (nodes/num_nodes, gpus/num_gpus...)."""
+    return ir.Resources(
+        nodes=int(_first_attr(executor, ("nodes", "num_nodes"), 1)),
+        tasks_per_node=int(_first_attr(executor, ("ntasks_per_node", "nproc_per_node"), 1)),
+        gpus_per_node=int(_first_attr(executor, ("gpus_per_node", "num_gpus", "gpus"), 0)),
+        cpus_per_task=_first_attr(executor, ("cpus_per_task",), None),
+        mem=_first_attr(executor, ("mem", "memory"), None),
+        time=_first_attr(executor, ("time",), None),
+    )
+
+
+def compile_job(
+    cfg: DictConfig,
+    site: Site,
+    *,
+    job_name: Optional[str] = None,
+    package: ir.Package = ir.Package(),
+    dependencies: tuple[str, ...] = (),
+) -> ir.Job:
+    """Build the IR of one job. ``cfg`` must have passed :func:`check_config`."""
+    task = _task_from(cfg)
+    executor = _to_object(cfg.executor, "executor")
+    launcher_cfg = _to_object(cfg.launcher, "launcher")
+    name = experiment_name(cfg)
+    job = job_name or task.name
+
+    env: dict[str, str] = {}
+    env.update({str(k): str(v) for k, v in executor.env_vars.items()})
+    env.update({str(k): str(v) for k, v in _to_object(cfg.task, "task").env.items()})
+    for key in env:
+        if not is_env_name(key):
+            raise ConfigError(f"environment variable name {key!r} is not valid (letters, digits, _; not starting with a digit)")
+
+    workdir = getattr(executor, "workdir", None) or site.submit_dir
+    if task.kind == "function":
+        check_function_call(str(task.target), dict(task.params), workdir)
+    python = getattr(executor, "python", None) or (site.python if executor.kind == "local" else "python")
+    launcher_options = {k: v for k, v in dataclasses.asdict(launcher_cfg).items() if k != "kind"}
+
+    return ir.Job(
+        experiment_id=site.experiment_id,
+        experiment_name=name,
+        name=job,
+        task=task,
+        env=env,
+        resources=resources_of(executor),
+        launcher=ir.Launcher(kind=launcher_cfg.kind, options=launcher_options),
+        package=package,
+        executor=executor,
+        workdir=workdir,
+        job_dir=os.path.join(site.experiment_dir(name), "jobs", job),
+        image=_first_attr(executor, ("container_image", "image"), None),
+        retries=int(getattr(executor, "retries", 0) or 0),
+        python=python,
+        dependencies=dependencies,
+        dependency_type=str(getattr(executor, "dependency_type", "afterok") or "afterok"),
+    )

@@ -1,0 +1,1 @@
+"""Small example tasks shipped with nemorun (used by ``task=train``)."""

@@ -1,0 +1,83 @@
+"""The one Jinja environment and the filters every target's templates share.
+
+Why one environment: compiling a template costs far more than rendering it; NeMo-Run builds a
+new Environment per job. Here templates are compiled once per process and reused across a whole
+sweep. ``StrictUndefined`` turns a misspelt variable into an error at render time instead of an
+empty string in an sbatch script.
+"""
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from functools import lru_cache
+from importlib import resources
+from typing import Any, Iterable
+
+import jinja2
+import yaml
+
+
+def shquote(value: Any) -> str:
+    """Quote one value for POSIX shells (the only place quoting happens)."""
+    return shlex.quote(str(value))
+
+
+def shjoin(argv: Iterable[Any]) -> str:
+    return " ".join(shquote(a) for a in argv)
+
+
+def kebab(name: str) -> str:
+    return name.replace("_", "-")
+
+
+class _BlockDumper(yaml.SafeDumper):
+    """YAML that reads like hand-written manifests: block style, multi-line strings as ``|``."""
+
+
+def _str_presenter(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
+    if "\n" in data:
+        return dumper.represent_scalar("tag:yaml.org,2002:str", data, style="|")
+    return dumper.represent_scalar("tag:yaml.org,2002:str", data)
+
+
+_BlockDumper.add_representer(str, _str_presenter)
+
+
+def to_yaml(value: Any) -> str:
+    return yaml.dump(value, Dumper=_BlockDumper, sort_keys=False, default_flow_style=False, width=10_000)
+
+
+def to_json(value: Any, indent: int | None = 2) -> str:
+    return json.dumps(value, indent=indent, sort_keys=False, ensure_ascii=False)
+
+
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def is_env_name(name: str) -> bool:
+    return bool(_ENV_NAME.match(name))
+
+
+@lru_cache(maxsize=1)
+def environment() -> jinja2.Environment:
+    root = resources.files("nemorun.templates")
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(root)),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,
+    )
+    env.filters.update(shquote=shquote, shjoin=shjoin, kebab=kebab, to_yaml=to_yaml, to_json=to_json)
+    return env
+
+
+@lru_cache(maxsize=None)
+def template(name: str) -> jinja2.Template:
+    return environment().get_template(name)
+
+
+def render_template(name: str, **context: Any) -> str:
+    return template(name).render(**context)

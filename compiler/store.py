@@ -1,0 +1,165 @@
+"""The experiment record on disk: ``NEMORUN_HOME/experiments/<name>/<id>/``.
+
+Layout (a public contract: ``nemorun exp`` and other tools read it)::
+
+    experiment.json          id, name, created, target, submit dir, job names
+    config.yaml              the composed config, interpolations unresolved (no secret values)
+    overrides.yaml           the command-line overrides
+    jobs/<job>/<artifact>    every rendered artifact, byte for byte as submitted
+    jobs/<job>/job.json      state of the job: rendered → submitted (handle) | failed-to-submit,
+                             then the last state seen from the backend and the exit code
+    jobs/<job>/stdout.log, stderr.log   the job's output (local jobs write here directly)
+
+Every file is written atomically (temp file + rename), and a job's record is written before
+and after its submission, so a crash at any moment leaves a record saying which jobs exist.
+"""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Optional
+
+from nemorun.states import AppState, Handle, JobStatus
+
+EXPERIMENT_FILE = "experiment.json"
+JOB_FILE = "job.json"
+
+
+def nemorun_home() -> Path:
+    return Path(os.environ.get("NEMORUN_HOME") or Path.home() / ".run").expanduser()
+
+
+def new_experiment_id(now: Optional[float] = None) -> str:
+    """Sortable by creation time (UTC, to the microsecond) and unique (random suffix)."""
+    t = time.time() if now is None else now
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(t))
+    return f"{stamp}-{int((t % 1) * 1_000_000):06d}-{secrets.token_hex(2)}"
+
+
+def atomic_write(path: Path, data: str | bytes, mode: int = 0o644) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode() if isinstance(data, str) else data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def write_json(path: Path, value: Any) -> None:
+    atomic_write(path, json.dumps(value, indent=2, sort_keys=True) + "\n")
+
+
+@dataclass
+class JobRecord:
+    name: str
+    target: str
+    # rendered | submitted | failed-to-submit
+    phase: str = "rendered"
+    handle: Optional[dict[str, Any]] = None
+    state: str = AppState.UNSUBMITTED.value
+    exit_code: Optional[int] = None
+    detail: str = ""
+    error: Optional[str] = None
+    artifacts: list[str] = field(default_factory=list)
+    submitted_at: Optional[float] = None
+    updated_at: Optional[float] = None
+
+    @property
+    def app_state(self) -> AppState:
+        return AppState(self.state)
+
+    def handle_obj(self) -> Optional[Handle]:
+        return Handle.from_dict(self.handle) if self.handle else None
+
+
+class ExperimentRecord:
+    """One experiment folder. Cheap to open; every method reads or writes one small file."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    # -- creation ---------------------------------------------------------------------------
+    @classmethod
+    def create(
+        cls,
+        *,
+        home: Path,
+        name: str,
+        experiment_id: str,
+        target: str,
+        config_yaml: str,
+        overrides: Iterable[str],
+        submit_dir: str,
+        job_names: Iterable[str],
+    ) -> "ExperimentRecord":
+        path = Path(home) / "experiments" / name / experiment_id
+        path.mkdir(parents=True, exist_ok=False)
+        rec = cls(path)
+        atomic_write(path / "config.yaml", config_yaml)
+        atomic_write(path / "overrides.yaml", "".join(f"- {json.dumps(o)}\n" for o in overrides) or "[]\n")
+        write_json(
+            path / EXPERIMENT_FILE,
+            {
+                "id": experiment_id,
+                "name": name,
+                "target": target,
+                "created": time.time(),
+                "submit_dir": submit_dir,
+                "jobs": list(job_names),
+                "overrides": list(overrides),
+            },
+        )
+        return rec
+
+    # -- reading ----------------------------------------------------------------------------
+    @property
+    def meta(self) -> dict[str, Any]:
+        return json.loads((self.path / EXPERIMENT_FILE).read_text())
+
+    @property
+    def id(self) -> str:
+        return self.path.name
+
+    def job_dir(self, job: str) -> Path:
+        return self.path / "jobs" / job
+
+    def job(self, job: str) -> JobRecord:
+        return JobRecord(**json.loads((self.job_dir(job) / JOB_FILE).read_text()))
+
+    def jobs(self) -> list[JobRecord]:
+        return [self.job(j) for j in self.meta["jobs"] if (self.job_dir(j) / JOB_FILE).exists()]
+
+    # -- writing ----------------------------------------------------------------------------
+    def save_job(self, record: JobRecord) -> None:
+        record.updated_at = time.time()
+        write_json(self.job_dir(record.name) / JOB_FILE, asdict(record))
+
+    def write_artifacts(self, job: str, artifacts: Mapping[str, str]) -> list[str]:
+        d = self.job_dir(job)
+        for name, text in artifacts.items():
+            atomic_write(d / name, text, mode=0o755 if name.endswith(".sh") else 0o644)
+        return list(artifacts)
+
+    def record_status(self, job: str, status: JobStatus) -> JobRecord:
+        rec = self.job(job)
+        if rec.app_state.is_terminal and status.state is AppState.UNKNOWN:
+            return rec  # once a backend forgets a finished job, the last state seen stays the truth
+        rec.state = status.state.value
+        rec.exit_code = status.exit_code if status.exit_code is not None else rec.exit_code
+        rec.detail = status.detail
+        self.save_job(rec)
+        return rec

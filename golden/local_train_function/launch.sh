@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Rendered by nemorun: experiment train/20260101-000000-000000-abcd, job train.
+set -euo pipefail
+
+cd /home/user/project
+
+# command
+python3 -m nemorun.entry /home/user/.run/experiments/train/20260101-000000-000000-abcd/jobs/train/function.yaml
