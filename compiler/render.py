@@ -18,8 +18,17 @@ import jinja2
 import yaml
 
 
+class Raw(str):
+    """A command word that the shell must expand (``$SLURM_NODEID``, ``"${MASTER_ADDR}"``).
+
+    Everything else is quoted; marking the exceptions by type keeps quoting in one place.
+    """
+
+
 def shquote(value: Any) -> str:
-    """Quote one value for POSIX shells (the only place quoting happens)."""
+    """Quote one value for POSIX shells (the only place quoting happens); :class:`Raw` passes."""
+    if isinstance(value, Raw):
+        return str(value)
     return shlex.quote(str(value))
 
 
