@@ -12,7 +12,7 @@ import sys
 from typing import Any, NoReturn, Optional
 
 import hydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from nemorun.errors import NemorunError, one_line
 
@@ -31,8 +31,9 @@ def _app(cfg: DictConfig) -> None:
 
     from nemorun.pipeline import launch_config
 
-    overrides = list(HydraConfig.get().overrides.task)
     try:
+        # unresolved: an override such as name=${x} is text here, not an interpolation to follow
+        overrides = [str(o) for o in OmegaConf.to_container(HydraConfig.get().overrides.task, resolve=False)]
         result = launch_config(cfg, overrides)
     except Exception as exc:  # noqa: BLE001 - re-raised by main() once Hydra has returned
         _pending_error = exc
@@ -124,7 +125,17 @@ def main(argv: Optional[list[str]] = None) -> None:
         sys.argv = [sys.argv[0], *args]
     debug = _debug(args)
     os.environ["HYDRA_FULL_ERROR"] = "1"
+    if not debug:
+        import logging
+
+        # Hydra logs its own multi-line "Error executing job" report before re-raising; ours is one line.
+        quiet = logging.getLogger("hydra.core.utils")
+        quiet.addHandler(logging.NullHandler())
+        quiet.propagate = False
     try:
+        from hydra_plugins.nemorun_plugins import register_all
+
+        register_all()
         _app()
         if _pending_error is not None:
             raise _pending_error

@@ -40,3 +40,15 @@ def function_artifacts(job: Job) -> dict[str, str]:
     if job.task.kind != "function":
         return {}
     return {FUNCTION_SPEC: function_spec_text(job.task)}
+
+
+# Where remote targets that ship no files (skypilot, lepton) write a function task's spec on the node.
+REMOTE_FUNCTION_SPEC = "/tmp/nemorun-function.yaml"
+
+
+def write_function_spec_line(task: Task, path: str = REMOTE_FUNCTION_SPEC) -> str:
+    """A shell line that writes ``function.yaml`` on the node, for targets whose command is the
+    only thing that reaches it (an API body, a task YAML without file mounts)."""
+    from nemorun.render import shquote
+
+    return f"printf '%s' {shquote(function_spec_text(task))} > {shquote(path)}"

@@ -94,6 +94,41 @@ def _to_object(node: DictConfig, what: str) -> Any:
         raise ConfigError(f"{what}: {exc}") from exc
 
 
+def secret_fields_as_references(node: DictConfig) -> DictConfig:
+    """A copy of ``node`` whose secret fields (dataclass field metadata ``secret=True``) hold their
+    interpolation TEXT (``${oc.env:VAR}``) instead of its value.
+
+    Why: ``OmegaConf.to_object`` resolves interpolations, which would put the secret value into
+    the IR (and fail a dry run when the variable is unset). Escaping ``${`` keeps the reference;
+    the submitter resolves it at submission only.
+    """
+    kind = OmegaConf.get_type(node)
+    if kind is None or not dataclasses.is_dataclass(kind):
+        return node
+    names = [f.name for f in dataclasses.fields(kind) if f.metadata.get("secret")]
+    raw = OmegaConf.to_container(node, resolve=False)
+    if not names or not isinstance(raw, dict):
+        return node
+    node = node.copy()
+    for name in names:
+        value = raw.get(name)
+        if isinstance(value, str):
+            node[name] = value.replace("${", "\\${")
+    return node
+
+
+def secret_references(env_vars: Any) -> dict[str, str]:
+    """``{NAME: {secret: ref}}`` entries of an executor's env_vars (executors whose schema allows
+    them, e.g. lepton): the variable comes from the platform's secret store, never a value here."""
+    refs: dict[str, str] = {}
+    for key, value in env_vars.items():
+        if isinstance(value, dict):
+            if set(value) != {"secret"} or not isinstance(value["secret"], str) or not value["secret"]:
+                raise ConfigError(f"executor.env_vars.{key}: a mapping value must be {{secret: <secret name>}}")
+            refs[str(key)] = value["secret"]
+    return refs
+
+
 def _task_from(cfg: DictConfig) -> ir.Task:
     t = _to_object(cfg.task, "task")
     given = [k for k in ("inline", "script", "target") if getattr(t, k)]
@@ -201,21 +236,22 @@ def compile_job(
 ) -> ir.Job:
     """Build the IR of one job. ``cfg`` must have passed :func:`check_config`."""
     task = _task_from(cfg)
-    executor = _to_object(cfg.executor, "executor")
+    executor = _to_object(secret_fields_as_references(cfg.executor), "executor")
     launcher_cfg = _to_object(cfg.launcher, "launcher")
     name = experiment_name(cfg)
     job = job_name or task.name
 
     env: dict[str, str] = {}
-    env.update({str(k): str(v) for k, v in executor.env_vars.items()})
+    secrets = secret_references(executor.env_vars)
+    env.update({str(k): str(v) for k, v in executor.env_vars.items() if str(k) not in secrets})
     env.update({str(k): str(v) for k, v in _to_object(cfg.task, "task").env.items()})
-    for key in env:
+    for key in [*env, *secrets]:
         if not is_env_name(key):
             raise ConfigError(f"environment variable name {key!r} is not valid (letters, digits, _; not starting with a digit)")
 
     workdir = getattr(executor, "workdir", None) or site.submit_dir
     if task.kind == "function":
-        check_function_call(str(task.target), dict(task.params), workdir)
+        check_function_call(str(task.target), dict(task.params), package.source_dir or workdir)
     python = getattr(executor, "python", None) or (site.python if executor.kind == "local" else "python")
     launcher_options = {k: v for k, v in dataclasses.asdict(launcher_cfg).items() if k != "kind"}
 
@@ -236,4 +272,6 @@ def compile_job(
         python=python,
         dependencies=dependencies,
         dependency_type=str(getattr(executor, "dependency_type", "afterok") or "afterok"),
+        packager=_to_object(cfg.packager, "packager"),
+        secrets=secrets,
     )

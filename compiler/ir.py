@@ -66,6 +66,9 @@ class Package:
     sha256: Optional[str] = None
     # subfolder of the unpacked archive that becomes the working directory
     workdir_subpath: str = ""
+    # the local folder the unpacked working directory mirrors (compile imports function
+    # targets from here); never rendered
+    source_dir: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -97,6 +100,8 @@ class Job:
     # handles of upstream jobs this one waits for, and how
     dependencies: tuple[str, ...] = ()
     dependency_type: str = "afterok"
+    # the packager's typed config (a dataclass from nemorun.schemas), for packagers a target applies itself
+    packager: Any = None
 
     @property
     def target(self) -> str:

@@ -14,7 +14,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from nemorun import compile as compiler
 from nemorun.errors import NemorunError, SubmitError, one_line
-from nemorun.ir import Job, Rendered
+from nemorun import packaging
+from nemorun.ir import Job, Package, Rendered
 from nemorun.states import AppState, JobStatus
 from nemorun.store import ExperimentRecord, JobRecord, atomic_write, nemorun_home, new_experiment_id
 from nemorun.submitters import submitter_module
@@ -53,9 +54,9 @@ def render_job(job: Job) -> Rendered:
     return rendered
 
 
-def plan(cfg: DictConfig, site: compiler.Site) -> tuple[PlannedJob, ...]:
+def plan(cfg: DictConfig, site: compiler.Site, package: Package = Package()) -> tuple[PlannedJob, ...]:
     compiler.check_config(cfg)
-    job = compiler.compile_job(cfg, site)
+    job = compiler.compile_job(cfg, site, package=package)
     return (PlannedJob(job, render_job(job)),)
 
 
@@ -102,7 +103,9 @@ def launch_config(
     out: TextIO = sys.stdout,
 ) -> LaunchResult:
     site = site or default_site()
-    planned = plan(cfg, site)
+    compiler.check_config(cfg)
+    staged = packaging.stage(packaging.packager_config(cfg), site.submit_dir, site.experiment_dir(compiler.experiment_name(cfg)))
+    planned = plan(cfg, site, package=staged.package if staged else Package())
     name = planned[0].job.experiment_name
     if cfg.get("render_dir"):
         write_render_dir(planned, str(cfg.render_dir))
@@ -120,6 +123,7 @@ def launch_config(
         submit_dir=site.submit_dir,
         job_names=[p.job.name for p in planned],
     )
+    packaging.commit(staged, record.path)
     out.write(f"experiment {name}/{site.experiment_id} ({planned[0].rendered.target}) in {record.path}\n")
     for p in planned:
         try:

@@ -2,13 +2,19 @@
 
 Layout (a public contract: ``nemorun exp`` and other tools read it)::
 
-    experiment.json          id, name, created, target, submit dir, job names
+    experiment.json          id, name, created, target, submit dir, job names, kind
+                             (single | sweep | experiment), multirun, dependencies
     config.yaml              the composed config, interpolations unresolved (no secret values)
     overrides.yaml           the command-line overrides
     jobs/<job>/<artifact>    every rendered artifact, byte for byte as submitted
     jobs/<job>/job.json      state of the job: rendered → submitted (handle) | failed-to-submit,
-                             then the last state seen from the backend and the exit code
+                             then the last state seen from the backend and the exit code;
+                             ``attempted_at`` set while phase is still rendered = the launch died
+                             during this job's submission (it may or may not exist on the backend)
     jobs/<job>/stdout.log, stderr.log   the job's output (local jobs write here directly)
+
+``NEMORUN_HOME/catalog.db`` (SQLite, :mod:`nemorun.catalog`) indexes these folders for fast
+listing; it is a cache, rebuilt from the folders whenever it disagrees with them.
 
 Every file is written atomically (temp file + rename), and a job's record is written before
 and after its submission, so a crash at any moment leaves a record saying which jobs exist.
@@ -20,6 +26,7 @@ import os
 import secrets
 import tempfile
 import time
+import dataclasses
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional
@@ -77,6 +84,13 @@ class JobRecord:
     artifacts: list[str] = field(default_factory=list)
     submitted_at: Optional[float] = None
     updated_at: Optional[float] = None
+    # the Hydra overrides that make this job (sweeps: the job's own line)
+    overrides: list[str] = field(default_factory=list)
+    # set just before the submit call; with phase still 'rendered' the submission is in doubt
+    attempted_at: Optional[float] = None
+    # jobs (by name) this one waits for, and how (afterok, afterany, ...)
+    depends_on: list[str] = field(default_factory=list)
+    dependency_type: str = "afterok"
 
     @property
     def app_state(self) -> AppState:
@@ -84,6 +98,15 @@ class JobRecord:
 
     def handle_obj(self) -> Optional[Handle]:
         return Handle.from_dict(self.handle) if self.handle else None
+
+    @property
+    def in_doubt(self) -> bool:
+        return self.phase == "rendered" and self.attempted_at is not None
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "JobRecord":
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
 
 
 class ExperimentRecord:
@@ -105,6 +128,8 @@ class ExperimentRecord:
         overrides: Iterable[str],
         submit_dir: str,
         job_names: Iterable[str],
+        kind: str = "single",
+        multirun: bool = False,
     ) -> "ExperimentRecord":
         path = Path(home) / "experiments" / name / experiment_id
         path.mkdir(parents=True, exist_ok=False)
@@ -121,8 +146,13 @@ class ExperimentRecord:
                 "submit_dir": submit_dir,
                 "jobs": list(job_names),
                 "overrides": list(overrides),
+                "kind": kind,
+                "multirun": multirun,
             },
         )
+        from nemorun import catalog
+
+        catalog.upsert(Path(home), rec)
         return rec
 
     # -- reading ----------------------------------------------------------------------------
@@ -138,10 +168,25 @@ class ExperimentRecord:
         return self.path / "jobs" / job
 
     def job(self, job: str) -> JobRecord:
-        return JobRecord(**json.loads((self.job_dir(job) / JOB_FILE).read_text()))
+        return JobRecord.from_dict(json.loads((self.job_dir(job) / JOB_FILE).read_text()))
 
     def jobs(self) -> list[JobRecord]:
         return [self.job(j) for j in self.meta["jobs"] if (self.job_dir(j) / JOB_FILE).exists()]
+
+    def try_job(self, job: str) -> Optional[JobRecord]:
+        try:
+            return self.job(job)
+        except FileNotFoundError:
+            return None
+
+    def state_counts(self) -> dict[str, int]:
+        """Jobs per state; a job whose record was never written counts as UNSUBMITTED."""
+        counts: dict[str, int] = {}
+        for name in self.meta["jobs"]:
+            rec = self.try_job(name)
+            state = rec.state if rec else AppState.UNSUBMITTED.value
+            counts[state] = counts.get(state, 0) + 1
+        return counts
 
     # -- writing ----------------------------------------------------------------------------
     def save_job(self, record: JobRecord) -> None:

@@ -6,6 +6,11 @@ site of ``tests/helpers.py``; each artifact is compared byte for byte with ``gol
 """
 from __future__ import annotations
 
+from pathlib import Path
+
+# the code packager=configmap ships in the kubeflow cases (absolute: goldens render on a pinned, fake submit dir)
+KUBEFLOW_PROJECT = Path(__file__).resolve().parent / "data" / "kubeflow_project"
+
 CASES: dict[str, list[str]] = {
     "local_hello": ["task=hello"],
     "local_train_function": ["task=train", "task.params.steps=5"],
@@ -18,4 +23,17 @@ CASES: dict[str, list[str]] = {
         "+task.env.MULTI='line1\nline2'",
         "+executor.env_vars.NCCL_DEBUG=INFO",
     ],
+    "local_torchrun": ["task=ddp", "launcher=torchrun", "launcher.nproc_per_node=2"],
+    "local_torchrun_script": ["task=hello", "task.inline=null", "task.script=train.py", "task.args=[--lr, '0.1']", "launcher=torchrun", "executor.ntasks_per_node=4", "launcher.max_restarts=3", "launcher.extra_args=[--tee, '3', --local-ranks-filter=0]"],
+    "local_ft": ["task=hello", "launcher=ft", "launcher.nproc_per_node=2", "launcher.rank_heartbeat_timeout=60", "launcher.rank_termination_signal=SIGKILL", "launcher.extra_args=[--term-timeout, '30']"],
+    "dgxcloud_hello": ["executor=dgxcloud", "task=hello", "executor.base_url=https://tenant.example.com/api/v1", "executor.app_id=nemorun-ci", "executor.app_secret=${oc.env:DGX_APP_SECRET}", "executor.project_name=team-a", "executor.container_image=nvcr.io/nvidia/nemo:25.04", "executor.gpus_per_node=8"],
+    "dgxcloud_two_nodes_pvc_env": ["executor=dgxcloud", "task=train", "executor.base_url=https://tenant.example.com/api/v1", "executor.app_id=nemorun-ci", "executor.app_secret_env=DGX_APP_SECRET", "executor.project_name=team-a", "executor.container_image=nvcr.io/nvidia/nemo:25.04", "executor.nodes=2", "executor.gpus_per_node=8", "executor.pvcs=[{claim_name: nemo-pvc, path: /pvc}, {claim_name: datasets, path: /data, read_only: true}]", "executor.workdir=/pvc/code", "+executor.env_vars.NCCL_DEBUG=INFO", "+task.env.HF_HOME=/pvc/hf"],
+    "skypilot_hello_k8s": ["executor=skypilot", "task=hello", "executor.infra=k8s", "executor.cpus=2+", "executor.memory=4+"],
+    "skypilot_train_torchrun": ["executor=skypilot", "task=train", "launcher=torchrun", "executor.gpus=H100", "executor.gpus_per_node=8", "executor.num_nodes=2", "executor.infra=k8s", "executor.container_image=nvcr.io/nvidia/nemo:25.04", "executor.cpus=32+", "executor.memory=256+", "executor.disk_size=512", "executor.use_spot=true", "executor.setup='pip list | grep torch'", "+executor.env_vars.NCCL_DEBUG=INFO", "executor.file_mounts={/data: 's3://bucket/data'}", "executor.cluster_name=team-h100", "executor.idle_minutes_to_autostop=30", "executor.down=true"],
+    "skypilot_script_managed": ["executor=skypilot", "task=hello", "task.inline=null", "task.script=train.py", "task.args=[--lr, '0.1', 'two words']", "executor.managed=true", "executor.gpus=A100-80GB", "executor.gpus_per_node=1", "executor.workdir=/home/user/project"],
+    "lepton_hello": ["executor=lepton", "task=hello", "executor.resource_shape=cpu.small", "executor.container_image=python:3.11-slim", "executor.node_group_id=ng-abc123"],
+    "lepton_train_torchrun": ["executor=lepton", "task=train", "launcher=torchrun", "executor.resource_shape=gpu.8xh100-80gb", "executor.container_image=nvcr.io/nvidia/nemo:25.04", "executor.nodes=2", "executor.gpus_per_node=8", "executor.node_group=h100-pool", "+executor.env_vars.NCCL_DEBUG=INFO", "+executor.env_vars.HF_TOKEN={secret: hf-token}", "executor.mounts=[{mount_path: /shared}, {mount_path: /data, path: /datasets, read_only: true}]", "executor.priority=high-8000", "executor.node_reservation=res-42", "executor.pre_launch_commands=[nvidia-smi, 'pip install -q wandb']", "executor.image_pull_secrets=[ngc-key]", "executor.retries=2"],
+    "kubeflow_function": ["executor=kubeflow", "task=train", "task.params.steps=5", "executor.image=nvcr.io/nvidia/nemo:25.04"],
+    "kubeflow_configmap_torchrun": ["executor=kubeflow", "task=hello", "task.inline=null", "task.script=train.py", "task.args=[--steps, '10', 'two words']", "packager=configmap", f"packager.base_path={KUBEFLOW_PROJECT}", "packager.include_pattern=[*.py, '*.yaml']", "launcher=torchrun", "executor.image=nvcr.io/nvidia/nemo:25.04", "executor.nodes=2", "executor.ntasks_per_node=8", "executor.gpus=8", "executor.cpu_request=32", "executor.memory_request=512Gi", "executor.memory_limit=600Gi", "+executor.env_vars.NCCL_DEBUG=INFO", "executor.volumes=[{name: data, persistentVolumeClaim: {claimName: datasets}}]", "executor.volume_mounts=[{name: data, mountPath: /data, readOnly: true}]", "executor.tolerations=[{key: nvidia.com/gpu, operator: Exists, effect: NoSchedule}]", "+executor.node_selector.nvidia\\.com/gpu\\.product=H100", "executor.affinity={podAntiAffinity: {preferredDuringSchedulingIgnoredDuringExecution: [{weight: 1, podAffinityTerm: {topologyKey: kubernetes.io/hostname}}]}}"],
+    "kubeflow_configmap_function": ["executor=kubeflow", "task=train", "executor.image=nvcr.io/nvidia/nemo:25.04", "executor.namespace=team-a", "executor.runtime_kind=TrainingRuntime", "executor.runtime_name=my-torch", "packager=configmap", f"packager.base_path={KUBEFLOW_PROJECT}", "packager.relative_path=src", "packager.configmap_prefix=code"],
 }

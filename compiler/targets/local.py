@@ -1,23 +1,31 @@
 """Target ``local``: run the job on this machine.
 
-Artifacts: ``launch.sh`` (a bash script that enters the working directory, exports the
-environment and runs the task), plus ``function.yaml`` for function tasks.
+Artifacts: ``launch.sh`` (a bash script that enters the working directory — with a packager,
+the archive unpacked into ``<job dir>/code`` — exports the environment and runs the task under
+its launcher), plus ``function.yaml`` for function tasks.
 """
 from __future__ import annotations
 
 import os
 
+from nemorun import launchers
 from nemorun.command import FUNCTION_SPEC, function_artifacts, task_argv
 from nemorun.ir import Job, Rendered
 from nemorun.render import render_template
 from nemorun.validate import check_shell_syntax
 
 LAUNCH_SCRIPT = "launch.sh"
+# where a packaged job's archive is unpacked, inside the job folder
+CODE_DIR = "code"
 
 
 def render(job: Job) -> Rendered:
-    argv = task_argv(job, os.path.join(job.job_dir, FUNCTION_SPEC))
-    script = render_template("local/launch.sh.j2", job=job, argv=argv)
+    argv = launchers.wrap(job, task_argv(job, os.path.join(job.job_dir, FUNCTION_SPEC)), "local")
+    code_dir = os.path.join(job.job_dir, CODE_DIR) if job.package.archive else None
+    run_dir = os.path.join(code_dir, job.package.workdir_subpath) if code_dir else job.workdir
+    script = render_template(
+        "local/launch.sh.j2", job=job, argv=argv, code_dir=code_dir, run_dir=os.path.normpath(run_dir)
+    )
     artifacts = {LAUNCH_SCRIPT: script, **function_artifacts(job)}
     return Rendered(
         target="local",

@@ -1,0 +1,184 @@
+"""The Python API; ``nemorun exp ...`` is a thin layer over it.
+
+    import nemorun
+    exp = nemorun.launch(["task=train", "task.params.lr=1e-4,3e-4"])   # a sweep: ONE experiment
+    exp.status()                      # {job: JobStatus}, one backend query per backend
+    for line in exp.logs("train-0"): print(line, end="")
+    exp.cancel()
+    again = exp.rerun(["task.params.steps=5"])
+    nemorun.Experiment.load("latest").jobs
+    nemorun.experiments(name="train")
+
+``launch`` composes with the same config tree, user config folders and plugins as the CLI.
+Overrides with sweep syntax (``a=1,2``, ``range(...)``) make a sweep unless ``multirun=False``.
+A dry run records nothing: it prints what the CLI prints and returns ``None``.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterator, Optional, Sequence, TextIO
+
+from nemorun.states import AppState, Handle, JobStatus
+from nemorun.store import ExperimentRecord, JobRecord, nemorun_home
+
+
+def _home(home: Optional[str | Path] = None) -> Path:
+    return Path(home).expanduser() if home else nemorun_home()
+
+
+class Experiment:
+    """One recorded experiment (a folder under ``NEMORUN_HOME/experiments``)."""
+
+    def __init__(self, path: Path):
+        self.record = ExperimentRecord(path)
+        self.meta: dict[str, Any] = self.record.meta
+
+    @classmethod
+    def load(cls, ref: str = "latest", home: Optional[str | Path] = None) -> "Experiment":
+        """``ref``: a full id, a unique id prefix, or ``latest``."""
+        from nemorun import catalog
+
+        return cls(catalog.resolve(_home(home), ref))
+
+    @property
+    def id(self) -> str:
+        return str(self.meta["id"])
+
+    @property
+    def name(self) -> str:
+        return str(self.meta["name"])
+
+    @property
+    def path(self) -> Path:
+        return self.record.path
+
+    @property
+    def home(self) -> Path:
+        return self.record.path.parent.parent.parent
+
+    @property
+    def jobs(self) -> list[JobRecord]:
+        return [self.record.try_job(n) or JobRecord(name=n, target=self.meta["target"]) for n in self.meta["jobs"]]
+
+    def _select(self, job: Optional[str]) -> list[JobRecord]:
+        from nemorun.errors import ConfigError
+
+        jobs = self.jobs
+        if job is None:
+            return jobs
+        chosen = [j for j in jobs if j.name == job]
+        if not chosen:
+            raise ConfigError(f"experiment {self.id} has no job '{job}' (jobs: {', '.join(j.name for j in jobs[:10])})")
+        return chosen
+
+    def status(self, job: Optional[str] = None) -> dict[str, JobStatus]:
+        """Live states: ONE ``status`` call per backend for all of its handles.
+
+        A job that turns terminal gets its logs synced into its folder when the submitter has
+        ``fetch_logs(handle, dest_dir)`` (remote backends), so logs outlive the cluster's copy.
+        """
+        from nemorun import catalog
+        from nemorun.submitters import submitter_module
+
+        out: dict[str, JobStatus] = {}
+        by_backend: dict[str, list[tuple[JobRecord, Handle]]] = {}
+        for rec in self._select(job):
+            handle = rec.handle_obj()
+            if handle is None or rec.app_state.is_terminal:
+                out[rec.name] = JobStatus(rec.app_state, rec.exit_code, rec.error or rec.detail)
+            else:
+                by_backend.setdefault(handle.backend, []).append((rec, handle))
+        for backend, pairs in by_backend.items():
+            module = submitter_module(backend)
+            states = module.status([h for _, h in pairs])
+            for rec, handle in pairs:
+                status = states.get(handle.id, JobStatus(AppState.UNKNOWN, None, "not reported by the backend"))
+                new = self.record.record_status(rec.name, status)
+                if new.app_state.is_terminal and hasattr(module, "fetch_logs"):
+                    module.fetch_logs(handle, self.record.job_dir(rec.name))
+                out[rec.name] = JobStatus(new.app_state, new.exit_code, new.detail)
+        catalog.refresh(self.home, self.record)
+        return out
+
+    def wait(self, poll: float = 1.0) -> dict[str, JobStatus]:
+        """Block until every submitted job is terminal."""
+        while True:
+            states = self.status()
+            if all(s.state.is_terminal or s.state is AppState.UNSUBMITTED for s in states.values()):
+                return states
+            time.sleep(poll)
+
+    def logs(self, job: Optional[str] = None, follow: bool = False) -> Iterator[str]:
+        """A job's output: the synced copy in its folder if there is one, else from the backend."""
+        from nemorun.errors import ConfigError
+        from nemorun.submitters import submitter_module
+
+        jobs = self._select(job)
+        if len(jobs) > 1:
+            raise ConfigError(f"experiment {self.id} has {len(jobs)} jobs: name one ({', '.join(j.name for j in jobs[:5])}, ...)")
+        rec = jobs[0]
+        handle = rec.handle_obj()
+        local_copy = [self.record.job_dir(rec.name) / f for f in ("stdout.log", "stderr.log")]
+        if handle is None:
+            raise ConfigError(f"job {rec.name} was not submitted ({rec.phase}{': ' + rec.error if rec.error else ''})")
+        if handle.backend != "local" and not follow and any(p.exists() for p in local_copy):
+            for p in local_copy:
+                if p.exists():
+                    yield from p.open(errors="replace")
+            return
+        yield from submitter_module(handle.backend).logs(handle, follow=follow)
+
+    def cancel(self, job: Optional[str] = None) -> list[str]:
+        """Cancel submitted jobs (idempotent) and mark not-yet-submitted ones so a waiting launch skips them."""
+        from nemorun.submitters import submitter_module
+
+        done: list[str] = []
+        for rec in self._select(job):
+            handle = rec.handle_obj()
+            if handle is not None and not rec.app_state.is_terminal:
+                submitter_module(handle.backend).cancel(handle)
+                done.append(rec.name)
+            elif handle is None and rec.phase == "rendered" and (self.record.job_dir(rec.name) / "job.json").exists():
+                rec.state, rec.detail = AppState.CANCELLED.value, "cancelled before submission"
+                self.record.save_job(rec)
+                done.append(rec.name)
+        self.status(job)
+        return done
+
+    def rerun(self, overrides: Sequence[str] = (), *, resume: bool = False, out: TextIO = sys.stdout) -> Optional["Experiment"]:
+        """A new experiment from this one's overrides plus ``overrides`` (later ones win).
+
+        ``resume=True`` instead completes THIS experiment: the jobs are planned again with its
+        id and submit directory, checked to render exactly as recorded, and only the jobs not
+        yet on the backend are submitted.
+        """
+        if resume:
+            from nemorun.launching import resume as resume_experiment
+
+            resume_experiment(self.record, out=out)
+            return Experiment(self.path)
+        return launch([*self.meta.get("overrides", []), *overrides], multirun=bool(self.meta.get("multirun")), out=out)
+
+
+def launch(
+    overrides: Sequence[str],
+    dryrun: bool = False,
+    *,
+    multirun: Optional[bool] = None,
+    out: TextIO = sys.stdout,
+) -> Optional[Experiment]:
+    """Compose, check, render, record and submit, like ``nemorun [-m] overrides...``."""
+    from nemorun.launching import launch_overrides
+
+    args = list(overrides) + (["dryrun=true"] if dryrun else [])
+    path = launch_overrides(args, multirun=multirun, out=out)
+    return Experiment(path) if path is not None else None
+
+
+def experiments(name: Optional[str] = None, limit: Optional[int] = None, home: Optional[str | Path] = None) -> list[dict[str, Any]]:
+    """Catalog rows, newest first: id, name, target, kind, created, path, jobs, states."""
+    from nemorun import catalog
+
+    return catalog.rows(_home(home), name=name, limit=limit)

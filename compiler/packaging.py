@@ -1,0 +1,312 @@
+"""Packagers: the code archive a job runs from (``packager=none|git|pattern|hybrid``).
+
+Packaging runs once per experiment, before compiling (it reads git and the file system, which a
+render may not). The archive is reproducible — entries sorted, fixed mtime/owner/mode, gzip
+header without name or time — so the same code gives the same sha256 on every run and machine
+with the same zlib. Archives are named by digest (:func:`archive_name`): a target that finds
+that name already present does not upload it again.
+
+Flow (``nemorun.pipeline``): :func:`stage` builds the archive in a private temp folder and
+returns the :class:`ir.Package` pointing at its final place in the experiment record;
+:func:`commit` moves it there and writes ``code.json`` once the record exists. A dry run never
+commits; the temp folder goes away with the :class:`Staged` object.
+"""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import os
+import shutil
+import subprocess
+import tarfile
+import tempfile
+import weakref
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from nemorun import ir
+from nemorun.errors import ConfigError, one_line
+from nemorun.schemas.packagers import GitPackagerConfig, PatternPackagerConfig
+
+CODE_FILE = "code.json"
+# 1980-01-01T00:00:00Z: the earliest time zip and most tools accept (0 upsets some)
+FIXED_MTIME = 315532800
+
+
+def archive_name(sha256: str) -> str:
+    """File name of an archive: its digest, so "already present on the target" is a name check."""
+    return f"code-{sha256[:16]}.tar.gz"
+
+
+@dataclass(frozen=True)
+class Entry:
+    data: bytes = b""
+    executable: bool = False
+    # set for a symbolic link (data unused)
+    linkname: Optional[str] = None
+
+
+Entries = dict[str, Entry]
+
+
+# -- git --------------------------------------------------------------------------------------
+def _git(root: str, *args: str) -> bytes:
+    try:
+        proc = subprocess.run(["git", "-C", root, *args], capture_output=True)
+    except FileNotFoundError as exc:
+        raise ConfigError("packager=git needs the git command, which is not installed") from exc
+    if proc.returncode != 0:
+        raise ConfigError(f"packager=git: git {' '.join(args)} failed in {root}: {one_line(proc.stderr.decode(errors='replace'))}")
+    return proc.stdout
+
+
+def _repo_root(submit_dir: str) -> str:
+    try:
+        return _git(submit_dir, "rev-parse", "--show-toplevel").decode().strip()
+    except ConfigError as exc:
+        raise ConfigError(f"packager=git: {submit_dir} is not inside a git repository") from exc
+
+
+def _clean_subpath(subpath: str) -> str:
+    sub = os.path.normpath(subpath).strip("/") if subpath else ""
+    if sub in (".", ""):
+        return ""
+    if sub.startswith(".."):
+        raise ConfigError(f"packager.subpath={subpath!r} must stay inside the repository")
+    return sub
+
+
+def _git_entries(cfg: GitPackagerConfig, submit_dir: str) -> tuple[Entries, dict[str, Any]]:
+    root = _repo_root(submit_dir)
+    sub = _clean_subpath(cfg.subpath)
+    if not os.path.isdir(os.path.join(root, sub)):
+        raise ConfigError(f"packager.subpath={cfg.subpath!r} is not a folder of the repository {root}")
+    head = _git(root, "rev-parse", "--verify", "--quiet", "HEAD^{commit}").decode().strip() if _has_head(root) else None
+    meta: dict[str, Any] = {"repository": root, "subpath": sub, "commit": head}
+    if cfg.include_uncommitted:
+        meta["uncommitted"] = True
+        return _worktree_entries(root, sub), meta
+    if head is None:
+        raise ConfigError(f"packager=git: {root} has no commit yet; commit your code or set packager.include_uncommitted=true")
+    dirty = [line[3:] for line in _git(root, "status", "--porcelain", "--untracked-files=normal").decode(errors="replace").splitlines()]
+    if dirty:
+        more = f" and {len(dirty) - 1} more" if len(dirty) > 1 else ""
+        raise ConfigError(
+            f"packager=git: {root} has uncommitted changes ({dirty[0]}{more}); commit them, add them to .gitignore, "
+            "or set packager.include_uncommitted=true to pack the working tree"
+        )
+    tree = _git(root, "archive", "--format=tar", f"HEAD:{sub}" if sub else "HEAD")
+    return _tar_entries(tree), meta
+
+
+def _has_head(root: str) -> bool:
+    return subprocess.run(["git", "-C", root, "rev-parse", "--verify", "--quiet", "HEAD"], capture_output=True).returncode == 0
+
+
+def _tar_entries(blob: bytes) -> Entries:
+    out: Entries = {}
+    with tarfile.open(fileobj=io.BytesIO(blob), mode="r:") as tar:
+        for m in tar.getmembers():
+            if m.issym():
+                out[m.name] = Entry(linkname=m.linkname)
+            elif m.isfile():
+                f = tar.extractfile(m)
+                out[m.name] = Entry(data=f.read() if f else b"", executable=bool(m.mode & 0o111))
+    return out
+
+
+def _file_entry(path: Path) -> Entry:
+    if path.is_symlink():
+        return Entry(linkname=os.readlink(path))
+    return Entry(data=path.read_bytes(), executable=os.access(path, os.X_OK))
+
+
+def _worktree_entries(root: str, sub: str) -> Entries:
+    """Tracked and untracked files of the working tree, minus what .gitignore excludes."""
+    listed = _git(root, "ls-files", "-z", "--cached", "--others", "--exclude-standard", "--", sub or ".").split(b"\0")
+    out: Entries = {}
+    for raw in listed:
+        rel = raw.decode()
+        path = Path(root, rel)
+        if not rel or not (path.is_file() or path.is_symlink()):
+            continue  # deleted in the working tree, or a submodule folder
+        out[os.path.relpath(rel, sub) if sub else rel] = _file_entry(path)
+    return out
+
+
+# -- pattern ------------------------------------------------------------------------------------
+def _pattern_entries(cfg: PatternPackagerConfig, submit_dir: str) -> tuple[Entries, dict[str, Any]]:
+    base = Path(submit_dir, cfg.relative_path or "").resolve()
+    if not base.is_dir():
+        raise ConfigError(f"packager.relative_path={cfg.relative_path!r}: {base} is not a folder")
+    patterns = [cfg.include_pattern] if isinstance(cfg.include_pattern, str) else list(cfg.include_pattern or [])
+    if not patterns:
+        raise ConfigError("packager.include_pattern is empty; give one glob or a list of globs")
+    out: Entries = {}
+    for pattern in patterns:
+        pattern = str(pattern)
+        if os.path.isabs(pattern) or ".." in Path(pattern).parts:
+            raise ConfigError(f"packager.include_pattern {pattern!r} must be relative to {base} and stay inside it")
+        matches = sorted(base.glob(pattern))
+        if not matches:
+            raise ConfigError(f"packager.include_pattern {pattern!r} matches nothing under {base}")
+        for match in matches:
+            files = sorted(p for p in match.rglob("*") if not p.is_dir()) if match.is_dir() and not match.is_symlink() else [match]
+            for path in files:
+                rel = path.relative_to(base)
+                if ".git" not in rel.parts:
+                    out[rel.as_posix()] = _file_entry(path)
+    return out, {"base": str(base), "include_pattern": patterns}
+
+
+# -- hybrid -------------------------------------------------------------------------------------
+_SUB_SCHEMAS: Mapping[str, type] = {"git": GitPackagerConfig, "pattern": PatternPackagerConfig}
+
+
+def _sub_config(name: str, raw: Any) -> Any:
+    kind = raw.get("kind") if isinstance(raw, Mapping) else None
+    schema = _SUB_SCHEMAS.get(str(kind))
+    if schema is None:
+        raise ConfigError(f"packager.sub_packagers.{name}.kind must be one of {', '.join(_SUB_SCHEMAS)} (got {kind!r})")
+    try:
+        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), raw))
+    except OmegaConfBaseException as exc:
+        raise ConfigError(f"packager.sub_packagers.{name}: {one_line(str(exc))}") from exc
+
+
+def _hybrid_entries(cfg: Any, submit_dir: str) -> tuple[Entries, dict[str, Any]]:
+    subs = dict(cfg.sub_packagers or {})
+    if not subs:
+        raise ConfigError("packager=hybrid needs packager.sub_packagers (name -> {kind: git|pattern, ...})")
+    out: Entries = {}
+    origin: dict[str, str] = {}
+    meta: dict[str, Any] = {"extract_at_root": bool(cfg.extract_at_root), "sub_packagers": {}}
+    for name in sorted(subs):
+        if not cfg.extract_at_root and (not name or "/" in name or name in (".", "..")):
+            raise ConfigError(f"packager.sub_packagers: {name!r} cannot be a folder name")
+        entries, sub_meta = _collect(_sub_config(name, subs[name]), submit_dir)
+        meta["sub_packagers"][name] = sub_meta
+        for rel, entry in entries.items():
+            arc = rel if cfg.extract_at_root else f"{name}/{rel}"
+            if arc in origin:
+                raise ConfigError(
+                    f"packager=hybrid with extract_at_root: '{arc}' comes from both sub_packagers "
+                    f"'{origin[arc]}' and '{name}'; narrow one of them or set packager.extract_at_root=false"
+                )
+            origin[arc] = name
+            out[arc] = entry
+    return out, meta
+
+
+def _collect(cfg: Any, submit_dir: str) -> tuple[Entries, dict[str, Any]]:
+    if cfg.kind == "git":
+        return _git_entries(cfg, submit_dir)
+    if cfg.kind == "pattern":
+        return _pattern_entries(cfg, submit_dir)
+    if cfg.kind == "hybrid":
+        return _hybrid_entries(cfg, submit_dir)
+    raise ConfigError(f"packager '{cfg.kind}' cannot build an archive here; known: git, pattern, hybrid")
+
+
+def _source_dir(cfg: Any, meta: Mapping[str, Any]) -> Optional[str]:
+    if cfg.kind == "git":
+        return os.path.join(meta["repository"], meta["subpath"]) if meta["subpath"] else meta["repository"]
+    if cfg.kind == "pattern":
+        return str(meta["base"])
+    return None
+
+
+# -- the archive --------------------------------------------------------------------------------
+def _info(name: str, kind: bytes, mode: int, size: int = 0) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type, info.mode, info.size, info.mtime = kind, mode, size, FIXED_MTIME
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    return info
+
+
+def write_archive(entries: Mapping[str, Entry], dest: Path) -> str:
+    """Write a reproducible tar.gz of ``entries`` (folders included, sorted) and return its sha256."""
+    if not entries:
+        raise ConfigError("the packager selected no files; nothing to ship")
+    folders = {str(p) for name in entries for p in Path(name).parents if str(p) != "."}
+    with open(dest, "wb") as raw:
+        with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=9) as gz:
+            with tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
+                for name in sorted(folders | set(entries)):
+                    entry = entries.get(name)
+                    if entry is None:
+                        tar.addfile(_info(name, tarfile.DIRTYPE, 0o755))
+                    elif entry.linkname is not None:
+                        info = _info(name, tarfile.SYMTYPE, 0o777)
+                        info.linkname = entry.linkname
+                        tar.addfile(info)
+                    else:
+                        info = _info(name, tarfile.REGTYPE, 0o755 if entry.executable else 0o644, len(entry.data))
+                        tar.addfile(info, io.BytesIO(entry.data))
+    digest = hashlib.sha256()
+    with open(dest, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def build(packager: Any, submit_dir: str, out_dir: Path) -> tuple[Path, str, dict[str, Any]]:
+    """Pack per ``packager`` (typed config) into ``out_dir``: (archive path, sha256, manifest)."""
+    entries, meta = _collect(packager, submit_dir)
+    tmp = out_dir / "code.tar.gz.tmp"
+    sha = write_archive(entries, tmp)
+    path = out_dir / archive_name(sha)
+    os.replace(tmp, path)
+    manifest = {"kind": packager.kind, "sha256": sha, "archive": path.name, "files": len(entries), "bytes": path.stat().st_size, **meta}
+    manifest["source_dir"] = _source_dir(packager, meta)
+    return path, sha, manifest
+
+
+@dataclass
+class Staged:
+    """An archive built in a private temp folder, waiting for the experiment record."""
+
+    package: ir.Package
+    path: Path
+    manifest: dict[str, Any] = field(default_factory=dict)
+
+
+def packager_config(cfg: DictConfig) -> Any:
+    try:
+        return OmegaConf.to_object(cfg.packager)
+    except OmegaConfBaseException as exc:
+        raise ConfigError(f"packager: {one_line(str(exc))}") from exc
+
+
+def stage(packager: Any, submit_dir: str, experiment_dir: str) -> Optional[Staged]:
+    """Build the experiment's archive; ``None`` when the packager ships nothing from here."""
+    if packager is None or packager.kind not in ("git", "pattern", "hybrid"):
+        return None
+    tmp = tempfile.mkdtemp(prefix="nemorun-package-")
+    path, sha, manifest = build(packager, submit_dir, Path(tmp))
+    package = ir.Package(
+        kind=packager.kind,
+        archive=os.path.join(experiment_dir, path.name),
+        sha256=sha,
+        source_dir=manifest["source_dir"],
+    )
+    staged = Staged(package, path, manifest)
+    weakref.finalize(staged, shutil.rmtree, tmp, True)
+    return staged
+
+
+def commit(staged: Optional[Staged], record_dir: Path) -> None:
+    """Move the archive into the experiment record and write ``code.json`` (digest, source)."""
+    if staged is None:
+        return
+    from nemorun.store import write_json
+
+    dest = Path(record_dir) / Path(str(staged.package.archive)).name
+    shutil.move(str(staged.path), dest)
+    write_json(Path(record_dir) / CODE_FILE, staged.manifest)

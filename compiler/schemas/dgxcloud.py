@@ -1,0 +1,89 @@
+"""Schema of ``executor=dgxcloud``: a workload on DGX Cloud through the Run:ai REST API (2.24).
+
+The app secret is never a value in the config: ``app_secret`` must be an interpolation
+(``${oc.env:DGX_APP_SECRET}``), or ``app_secret_env`` / ``app_secret_file`` names where it is.
+``app_secret`` carries ``secret=True`` field metadata, so ``nemorun.compile`` keeps its
+interpolation text unresolved in the IR; the submitter resolves it at submission only. The
+experiment record stores the unresolved config, so it holds the reference, never the value.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+from omegaconf import MISSING
+
+from nemorun.schemas.core import ExecutorConfig
+
+SECRET_SOURCES = ("app_secret", "app_secret_env", "app_secret_file")
+
+
+@dataclass
+class DgxPvcConfig:
+    """An existing PersistentVolumeClaim mounted into every pod of the workload."""
+
+    # name of the PVC in the project's namespace
+    claim_name: str = MISSING
+    # absolute mount path inside the container
+    path: str = MISSING
+    # Run:ai storage instance name; default: the claim name
+    name: Optional[str] = None
+    read_only: bool = False
+    # false lets Run:ai create the claim when it does not exist
+    existing_pvc: bool = True
+
+
+@dataclass
+class DgxCloudExecutorConfig(ExecutorConfig):
+    kind: str = "dgxcloud"
+    # API root including the version: https://<tenant>/api/v1
+    base_url: str = MISSING
+    # client id of the Run:ai application (not secret)
+    app_id: str = MISSING
+    # an interpolation resolved at submission only, e.g. ${oc.env:DGX_APP_SECRET}; never a literal
+    app_secret: Optional[str] = field(default=None, metadata={"secret": True})
+    # name of the environment variable holding the secret (alternative to app_secret)
+    app_secret_env: Optional[str] = None
+    # path of a file holding the secret (alternative to app_secret)
+    app_secret_file: Optional[str] = None
+    # Run:ai project; its id and cluster id are looked up at submission
+    project_name: str = MISSING
+    # set both to skip the lookup (project id as the API spells it; cluster id is a UUID)
+    project_id: Optional[str] = None
+    cluster_id: Optional[str] = None
+    container_image: str = MISSING
+    # pods (1: a training workload; more: a distributed PyTorch workload)
+    nodes: int = 1
+    # GPU devices per pod
+    gpus_per_node: int = 0
+    pvcs: List[DgxPvcConfig] = field(default_factory=list)
+    # working directory inside the container; default: the image's
+    workdir: Optional[str] = None
+    # mount a large /dev/shm (NCCL and data loaders need it)
+    large_shm: bool = True
+    # extra keys merged into the workload's ``spec`` (Run:ai's camelCase names), last word
+    custom_spec: Dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        given = [name for name in SECRET_SOURCES if getattr(self, name)]
+        if len(given) != 1:
+            which = "none" if not given else " and ".join(given)
+            raise ValueError(
+                "dgxcloud needs exactly one of app_secret='${oc.env:VAR}', app_secret_env=VAR or "
+                f"app_secret_file=PATH (it sets {which})"
+            )
+        # Only the check, never the value, may appear in a message.
+        if self.app_secret and "${" not in self.app_secret:
+            raise ValueError(
+                "app_secret holds a literal value, which would be stored in the experiment record; "
+                "use an interpolation such as ${oc.env:DGX_APP_SECRET}, or app_secret_env / app_secret_file"
+            )
+        if not self.base_url.startswith(("http://", "https://")):
+            raise ValueError(f"base_url {self.base_url!r} must start with https:// (e.g. https://<tenant>/api/v1)")
+        if self.nodes < 1 or self.gpus_per_node < 0:
+            raise ValueError(f"nodes must be >= 1 and gpus_per_node >= 0 (got {self.nodes}, {self.gpus_per_node})")
+        if (self.project_id is None) != (self.cluster_id is None):
+            raise ValueError("set both project_id and cluster_id, or neither (then they are looked up by project_name)")
+
+
+SCHEMAS: dict[str, type] = {"_schema_executor_dgxcloud": DgxCloudExecutorConfig}

@@ -1,0 +1,72 @@
+"""Schema of ``executor=lepton``: a DGX Cloud Lepton batch job (leptonai 0.47 SDK, ``/jobs`` API).
+
+Workspace credentials are not part of the config: the SDK reads them from ``lep login`` or from
+``LEPTON_WORKSPACE_ID`` / ``LEPTON_WORKSPACE_TOKEN`` / ``LEPTON_WORKSPACE_URL``. Secret environment
+variables are references to Lepton workspace secrets: ``env_vars: {HF_TOKEN: {secret: hf-token}}``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+from omegaconf import MISSING
+
+from nemorun.schemas.core import ExecutorConfig
+
+# Lepton's queue priority classes (leptonai/cli/util.py::_validate_queue_priority, canonical forms)
+PRIORITY_CLASSES = tuple(f"{band}-{n}000" for band, ns in (("low", "123"), ("mid", "456"), ("high", "789")) for n in ns)
+
+
+@dataclass
+class LeptonMountConfig:
+    """A path of a node group's storage mounted into every replica."""
+
+    # absolute path inside the container (not a system path such as /usr)
+    mount_path: str = MISSING
+    # path within the storage volume
+    path: str = "/"
+    # storage volume (Lepton's "from"): node-nfs:<volume> or local:<path>
+    source: str = "node-nfs:lepton-shared-fs"
+    read_only: bool = False
+
+
+@dataclass
+class LeptonExecutorConfig(ExecutorConfig):
+    kind: str = "lepton"
+    # values are strings, or {secret: <workspace secret name>} for a secret reference
+    env_vars: Dict[str, Any] = field(default_factory=dict)
+    # Lepton resource shape per replica, e.g. gpu.8xh100-80gb, cpu.small
+    resource_shape: str = MISSING
+    # dedicated node group name (or id); its id is looked up at submission
+    node_group: Optional[str] = None
+    # set to skip the lookup (then the dry run shows the real id)
+    node_group_id: Optional[str] = None
+    container_image: str = MISSING
+    # replicas (one per node)
+    nodes: int = 1
+    # GPUs per replica (the resource shape decides the hardware; this sizes torchrun)
+    gpus_per_node: int = 0
+    mounts: List[LeptonMountConfig] = field(default_factory=list)
+    # /dev/shm per replica, MiB
+    shared_memory_size: Optional[int] = 65536
+    # node reservation id to run in
+    node_reservation: Optional[str] = None
+    # shell commands run in the container before the task
+    pre_launch_commands: List[str] = field(default_factory=list)
+    # names of workspace image pull secrets
+    image_pull_secrets: List[str] = field(default_factory=list)
+    # queue priority class: low-1000 ... high-9000 (needs a node group with quota)
+    priority: Optional[str] = None
+    # seconds Lepton keeps a finished job before archiving it
+    ttl_seconds_after_finished: int = 600
+
+    def __post_init__(self) -> None:
+        if self.nodes < 1 or self.gpus_per_node < 0:
+            raise ValueError(f"nodes must be >= 1 and gpus_per_node >= 0 (got {self.nodes}, {self.gpus_per_node})")
+        if self.priority is not None and self.priority not in PRIORITY_CLASSES:
+            raise ValueError(f"priority {self.priority!r} is not a Lepton priority class; use one of {', '.join(PRIORITY_CLASSES)}")
+        if self.shared_memory_size is not None and self.shared_memory_size < 0:
+            raise ValueError(f"shared_memory_size must be >= 0 MiB (got {self.shared_memory_size})")
+
+
+SCHEMAS: dict[str, type] = {"_schema_executor_lepton": LeptonExecutorConfig}

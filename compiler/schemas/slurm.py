@@ -1,0 +1,146 @@
+"""Schemas of ``executor=slurm`` and its nested tunnel group ``executor/tunnel=local|ssh``.
+
+Checks that need no cluster run when the config becomes a dataclass (``__post_init__``), so a
+malformed ``time``, a misspelt or prefix-only sbatch/srun option or an unknown dependency type
+is a config error (exit 2) before anything is rendered.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+from omegaconf import MISSING
+
+from nemorun.schemas.core import ExecutorConfig
+from nemorun.slurm_flags import unknown_option
+
+# sbatch --time: min, min:sec, h:min:sec, d-h, d-h:min, d-h:min:sec (sbatch(1)), or no limit
+_TIME = re.compile(r"^(\d+|\d+:\d{1,2}|\d+:\d{1,2}:\d{1,2}|\d+-\d+|\d+-\d+:\d{1,2}|\d+-\d+:\d{1,2}:\d{1,2})$")
+_NO_LIMIT = {"infinite", "unlimited"}
+DEPENDENCY_TYPES = ("after", "afterok", "afterany", "afternotok", "aftercorr", "singleton")
+
+# sbatch options nemorun renders itself from typed fields or job facts; not settable twice
+_OWN_FLAGS = {
+    "account": "account", "partition": "partition", "nodes": "nodes", "ntasks-per-node": "ntasks_per_node",
+    "gpus-per-node": "gpus_per_node", "gpus-per-task": "gpus_per_task", "cpus-per-task": "cpus_per_task",
+    "mem": "mem", "time": "time", "exclusive": "exclusive", "qos": "qos", "constraint": "constraint",
+    "exclude": "exclude", "reservation": "reservation", "comment": "comment", "signal": "signal",
+    "job-name": "job_name", "dependency": "dependency_type", "requeue": "retries", "chdir": "container_workdir",
+}
+# sbatch options nemorun sets from job facts (log files in the job dir, the submit command)
+_RESERVED = ("output", "error", "parsable", "open-mode", "wrap")
+
+
+def check_time(value: Optional[str]) -> None:
+    if value is None or value.lower() in _NO_LIMIT or _TIME.match(value):
+        return
+    raise ValueError(
+        f"time={value!r} is not a Slurm time limit; use minutes, MM:SS, HH:MM:SS, D-HH, D-HH:MM or D-HH:MM:SS (e.g. 04:00:00)"
+    )
+
+
+def check_srun_args(args: List[str]) -> None:
+    for arg in args:
+        if arg.startswith("--"):
+            why = unknown_option(arg[2:].split("=", 1)[0], "srun")
+            if why:
+                raise ValueError(f"srun_args: {why}")
+
+
+@dataclass
+class LocalTunnelConfig:
+    """Run sbatch/squeue/... on this machine (a login node, or the test cluster)."""
+
+    kind: str = "local"
+    # base folder for job dirs (<job_dir>/<experiment>/<id>/<job>); default: the experiment record
+    job_dir: Optional[str] = None
+
+
+@dataclass
+class SshTunnelConfig:
+    """Run sbatch/squeue/... on a login node over SSH (fabric); one connection per process."""
+
+    kind: str = "ssh"
+    host: str = MISSING
+    # login name; default: the local user / ~/.ssh/config
+    user: Optional[str] = None
+    port: int = 22
+    # private key file; default: the agent and ~/.ssh keys
+    identity: Optional[str] = None
+    # known_hosts file to verify the host key against (then unknown host keys are refused)
+    known_hosts: Optional[str] = None
+    # absolute base folder on the login node for job dirs (<job_dir>/<experiment>/<id>/<job>)
+    job_dir: str = MISSING
+    # seconds to wait for the TCP connection and the SSH handshake
+    connect_timeout: float = 10.0
+
+
+@dataclass
+class SlurmExecutorConfig(ExecutorConfig):
+    """A Slurm batch job (``sbatch.sh``), in a Pyxis container when ``container_image`` is set."""
+
+    kind: str = "slurm"
+    account: Optional[str] = None
+    partition: Optional[str] = None
+    nodes: int = 1
+    ntasks_per_node: int = 1
+    gpus_per_node: Optional[int] = None
+    gpus_per_task: Optional[int] = None
+    cpus_per_task: Optional[int] = None
+    # memory per node, Slurm units ("64G")
+    mem: Optional[str] = None
+    # wall-time limit in Slurm's format ("04:00:00", "2-00:00:00", minutes)
+    time: Optional[str] = None
+    exclusive: Optional[bool] = None
+    qos: Optional[str] = None
+    constraint: Optional[str] = None
+    exclude: Optional[str] = None
+    reservation: Optional[str] = None
+    comment: Optional[str] = None
+    # e.g. "USR1@90": signal sent that many seconds before the time limit
+    signal: Optional[str] = None
+    # Slurm job name; default: <experiment>-<job> (just <job> when they are the same)
+    job_name: Optional[str] = None
+    # any other sbatch long option -> value (true: bare flag; false/null: left out)
+    additional_parameters: Dict[str, Any] = field(default_factory=dict)
+    # Pyxis: image ([USER@][REGISTRY#]IMAGE[:TAG] or a squashfs path); none = bare Slurm
+    container_image: Optional[str] = None
+    # Pyxis mounts "SRC:DST[:FLAGS]"; the job dir is always mounted at its own path
+    container_mounts: List[str] = field(default_factory=list)
+    # working directory of the task (container path with Pyxis, node path without);
+    # default: the unpacked code, else the job dir
+    container_workdir: Optional[str] = None
+    # extra host variables passed into the container with --container-env (env_vars always are)
+    container_env: List[str] = field(default_factory=list)
+    # extra srun options for the step, e.g. ["--mpi=pmix"]
+    srun_args: List[str] = field(default_factory=list)
+    # shell lines run in the batch script before the step (module loads, ...)
+    setup_lines: List[str] = field(default_factory=list)
+    # base folder for job dirs on the cluster; overrides tunnel.job_dir
+    job_dir: Optional[str] = None
+    # how this job waits for its dependencies
+    dependency_type: str = "afterok"
+    tunnel: Any = MISSING
+
+    def __post_init__(self) -> None:
+        check_time(self.time)
+        check_srun_args(self.srun_args)
+        if self.dependency_type not in DEPENDENCY_TYPES:
+            raise ValueError(f"dependency_type={self.dependency_type!r}; use one of {', '.join(DEPENDENCY_TYPES)}")
+        for key in self.additional_parameters:
+            name = str(key).replace("_", "-")
+            why = unknown_option(name, "sbatch")
+            if why:
+                raise ValueError(f"additional_parameters: {why}")
+            if name in _OWN_FLAGS:
+                raise ValueError(f"additional_parameters.{key}: set executor.{_OWN_FLAGS[name]} instead")
+            if name in _RESERVED:
+                raise ValueError(f"additional_parameters.{key}: --{name} is set by nemorun itself")
+
+
+SCHEMAS: dict[str, type] = {
+    "_schema_executor_slurm": SlurmExecutorConfig,
+    "_schema_executor_tunnel_local": LocalTunnelConfig,
+    "_schema_executor_tunnel_ssh": SshTunnelConfig,
+}

@@ -1,0 +1,305 @@
+"""Backend ``dgxcloud``: the Run:ai REST API (control plane 2.24) with ``requests`` (imported lazily).
+
+Flow: ``POST /token`` (client credentials) → ``GET /org-unit/projects`` (project and cluster id
+by name) → ``POST /workloads/{trainings|distributed}`` with ``workload.json`` → ``GET`` for status
+→ ``POST .../suspend`` to cancel (``DELETE`` with ``delete=True``).
+
+The app secret is resolved here, at the moment a request needs it, from the reference in the
+config (an interpolation, an env var name or a file path); handles and records keep only the
+reference. Any message that reaches the user is scrubbed of the value.
+
+Token request: the spec's ``TokenRequest`` names the field ``clientID``; Run:ai's docs write
+``clientId``, which the service accepts only because its JSON decoding ignores case. We send
+``clientID``: what the spec (and a strict validator) accepts.
+
+Robustness: 429 and 5xx are retried with exponential backoff, honouring ``Retry-After``; a 401
+on a call refreshes the token once; every failure is ONE line naming the host, the call and
+the service's own message.
+"""
+from __future__ import annotations
+
+import email.utils
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
+from urllib.parse import urlsplit
+
+from nemorun.errors import SubmitError, one_line
+from nemorun.ir import Job, Rendered
+from nemorun.states import AppState, Handle, JobStatus
+from nemorun.store import atomic_write
+from nemorun.targets import dgxcloud as target
+
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+MAX_ATTEMPTS = 5
+# seconds: cap of one wait (Retry-After or backoff), and the first backoff step
+MAX_WAIT, FIRST_BACKOFF = 30.0, 0.5
+# seconds: connect and read timeouts of one HTTP call
+TIMEOUT = (10.0, 60.0)
+
+# Run:ai ``Phase`` → AppState. Stopped/Stopping is a suspended workload: what cancel does.
+PHASES: Mapping[str, AppState] = {
+    "Creating": AppState.PENDING,
+    "Initializing": AppState.PENDING,
+    "Resuming": AppState.PENDING,
+    "Pending": AppState.PENDING,
+    "Running": AppState.RUNNING,
+    "Updating": AppState.RUNNING,
+    "Degraded": AppState.RUNNING,
+    "Completed": AppState.SUCCEEDED,
+    "Failed": AppState.FAILED,
+    "Stopping": AppState.CANCELLED,
+    "Stopped": AppState.CANCELLED,
+    "Deleting": AppState.CANCELLED,
+    "Terminating": AppState.CANCELLED,
+    "Unknown": AppState.UNKNOWN,
+}
+# phases in which there is nothing left to suspend
+_SETTLED = frozenset({"Completed", "Failed", "Stopping", "Stopped", "Deleting", "Terminating"})
+
+
+def secret_ref(executor: Any) -> dict[str, str]:
+    """Where the secret is, never what it is: ``{"interpolation"|"env"|"file": text}``."""
+    if executor.app_secret_env:
+        return {"env": str(executor.app_secret_env)}
+    if executor.app_secret_file:
+        return {"file": str(executor.app_secret_file)}
+    return {"interpolation": str(executor.app_secret)}
+
+
+def resolve_secret(ref: Mapping[str, str]) -> str:
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    if "env" in ref:
+        value = os.environ.get(ref["env"])
+        if not value:
+            raise SubmitError(f"the DGX Cloud app secret: environment variable {ref['env']} is not set")
+        return value
+    if "file" in ref:
+        path = Path(ref["file"]).expanduser()
+        try:
+            return path.read_text().strip()
+        except OSError as exc:
+            raise SubmitError(f"the DGX Cloud app secret: cannot read {path}: {exc.strerror}") from None
+    try:
+        return str(OmegaConf.create({"secret": ref["interpolation"]}).secret)
+    except OmegaConfBaseException as exc:
+        # the message names the interpolation's inputs (e.g. the variable), never a value
+        raise SubmitError(f"the DGX Cloud app secret {ref['interpolation']} cannot be resolved: {one_line(str(exc).splitlines()[0])}") from None
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """All a later process needs to reach the API again (stored in handles; no secret value)."""
+
+    base_url: str
+    app_id: str
+    secret: Mapping[str, str]
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.base_url).netloc or self.base_url
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"base_url": self.base_url, "app_id": self.app_id, "secret": dict(self.secret)}
+
+    @classmethod
+    def of(cls, executor: Any) -> "Endpoint":
+        return cls(str(executor.base_url).rstrip("/"), str(executor.app_id), secret_ref(executor))
+
+    @classmethod
+    def from_handle(cls, handle: Handle) -> "Endpoint":
+        d = handle.data
+        return cls(str(d["base_url"]), str(d["app_id"]), dict(d["secret"]))
+
+
+def _service_message(resp: Any) -> str:
+    try:
+        data = resp.json()
+    except ValueError:
+        data = None
+    if isinstance(data, dict) and data.get("message"):
+        details = f" ({data['details']})" if data.get("details") else ""
+        return one_line(f"{data['message']}{details}")
+    text = one_line(resp.text or "")[:300]
+    return text or (resp.reason or "no message")
+
+
+def _retry_after(resp: Any, attempt: int) -> float:
+    header = resp.headers.get("Retry-After") if resp is not None else None
+    if header:
+        try:
+            wait = float(header)
+        except ValueError:
+            try:
+                wait = email.utils.parsedate_to_datetime(header).timestamp() - time.time()
+            except (TypeError, ValueError):
+                wait = FIRST_BACKOFF * 2**attempt
+        return min(max(wait, 0.0), MAX_WAIT)
+    return min(FIRST_BACKOFF * 2**attempt, MAX_WAIT)
+
+
+@dataclass
+class Client:
+    """One authenticated session against one Run:ai tenant."""
+
+    endpoint: Endpoint
+    sleep: Callable[[float], None] = time.sleep
+    _token: Optional[str] = None
+    _secret: Optional[str] = None
+    _session: Any = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        import requests
+
+        self._session = requests.Session()
+        self._session.headers.update({"Accept": "application/json", "Content-Type": "application/json"})
+
+    def fail(self, message: str) -> SubmitError:
+        text = f"DGX Cloud {self.endpoint.host}: {one_line(message)}"
+        if self._secret:
+            text = text.replace(self._secret, "***")
+        return SubmitError(text)
+
+    def _send(self, method: str, path: str, body: Optional[bytes], params: Optional[Mapping[str, str]], auth: bool) -> Any:
+        """One call with retries on 429/5xx (and on connection errors when repeating is safe)."""
+        import requests
+
+        url = self.endpoint.base_url + path
+        safe_to_repeat = method != "POST" or path == "/token"
+        for attempt in range(MAX_ATTEMPTS):
+            headers = {"Authorization": f"Bearer {self._token}"} if auth else {}
+            try:
+                resp = self._session.request(method, url, data=body, params=params, headers=headers, timeout=TIMEOUT)
+            except requests.RequestException as exc:
+                if not safe_to_repeat or attempt == MAX_ATTEMPTS - 1:
+                    raise self.fail(f"{method} {path}: unreachable: {type(exc).__name__}: {exc}") from None
+                self.sleep(_retry_after(None, attempt))
+                continue
+            if resp.status_code in RETRY_STATUSES and attempt < MAX_ATTEMPTS - 1:
+                self.sleep(_retry_after(resp, attempt))
+                continue
+            return resp
+        raise AssertionError("unreachable")  # the loop returns or raises on its last attempt
+
+    def authenticate(self) -> None:
+        if self._secret is None:
+            self._secret = resolve_secret(self.endpoint.secret)
+        body = json.dumps({"grantType": "client_credentials", "clientID": self.endpoint.app_id, "clientSecret": self._secret})
+        resp = self._send("POST", "/token", body.encode(), None, auth=False)
+        token = None
+        if resp.ok:
+            try:
+                token = resp.json().get("accessToken")
+            except ValueError:
+                pass
+        if not token:
+            raise self.fail(f"authentication of app '{self.endpoint.app_id}' failed: HTTP {resp.status_code}: {_service_message(resp)}")
+        self._token = str(token)
+
+    def call(self, method: str, path: str, body: Optional[bytes] = None, params: Optional[Mapping[str, str]] = None, ok_404: bool = False) -> Any:
+        """An authenticated call; returns the response (or None for a tolerated 404)."""
+        if self._token is None:
+            self.authenticate()
+        resp = self._send(method, path, body, params, auth=True)
+        if resp.status_code == 401:  # expired or revoked: one fresh token, one more try
+            self.authenticate()
+            resp = self._send(method, path, body, params, auth=True)
+        if resp.status_code == 404 and ok_404:
+            return None
+        if not resp.ok:
+            raise self.fail(f"{method} {path}: HTTP {resp.status_code}: {_service_message(resp)}")
+        return resp
+
+    def project_ids(self, project_name: str) -> tuple[str, str]:
+        resp = self.call("GET", "/org-unit/projects", params={"filterBy": f"name=={project_name}"})
+        for project in resp.json().get("projects", []):
+            if project.get("name") == project_name:
+                return str(project["id"]), str(project["clusterId"])
+        raise self.fail(f"no project named '{project_name}' is visible to app '{self.endpoint.app_id}'")
+
+
+def submit(rendered: Rendered, job: Job) -> Handle:
+    ex = job.executor
+    client = Client(Endpoint.of(ex))
+    if not ex.project_id:
+        project_id, cluster_id = client.project_ids(ex.project_name)
+        resolved = target.with_ids(job, project_id, cluster_id)
+        rendered = target.render(resolved)
+        target.validate(rendered)
+        # the record must hold what is sent: replace the placeholder copy written before submission
+        atomic_write(Path(job.job_dir) / target.ARTIFACT, rendered.artifacts[target.ARTIFACT])
+    text = rendered.artifacts[target.ARTIFACT]
+    request = json.loads(text)
+    if target.has_placeholders(request):
+        raise SubmitError(f"{target.ARTIFACT} still holds placeholder ids; it was rendered for a dry run")
+    kind = target.workload_kind(ex.nodes)
+    data = client.call("POST", f"/workloads/{kind}", text.encode()).json()
+    workload_id = str(data.get("workloadId") or "")
+    if not workload_id:
+        raise client.fail(f"POST /workloads/{kind}: the reply has no workloadId")
+    return Handle(
+        backend="dgxcloud",
+        id=workload_id,
+        data={
+            **client.endpoint.to_dict(),
+            "kind": kind,
+            "name": str(data.get("name") or request["name"]),
+            "project_id": str(request["projectId"]),
+            "cluster_id": str(request["clusterId"]),
+        },
+    )
+
+
+def _path(handle: Handle) -> str:
+    return f"/workloads/{handle.data['kind']}/{handle.id}"
+
+
+def status_of(client: Client, handle: Handle) -> JobStatus:
+    resp = client.call("GET", _path(handle), ok_404=True)
+    if resp is None:
+        return JobStatus(AppState.UNKNOWN, None, "workload not found (deleted?)")
+    data = resp.json()
+    phase = str(data.get("actualPhase") or data.get("phase") or "Unknown")
+    return JobStatus(PHASES.get(phase, AppState.UNKNOWN), None, phase)
+
+
+def status(handles: Sequence[Handle]) -> dict[str, JobStatus]:
+    """One token per tenant, one GET per workload."""
+    clients: dict[str, Client] = {}
+    out: dict[str, JobStatus] = {}
+    for h in handles:
+        endpoint = Endpoint.from_handle(h)
+        key = json.dumps(endpoint.to_dict(), sort_keys=True)
+        if key not in clients:
+            clients[key] = Client(endpoint)
+        out[h.id] = status_of(clients[key], h)
+    return out
+
+
+def cancel(handle: Handle, delete: bool = False) -> None:
+    """Suspend the workload (``POST .../suspend``, as the spec defines for trainings and
+    distributed workloads); ``delete=True`` removes it instead. Idempotent: a workload that is
+    gone, or already settled, is left alone."""
+    client = Client(Endpoint.from_handle(handle))
+    resp = client.call("GET", _path(handle), ok_404=True)
+    if resp is None:
+        return
+    if delete:
+        client.call("DELETE", _path(handle), ok_404=True)
+        return
+    if str(resp.json().get("actualPhase") or "") in _SETTLED:
+        return
+    client.call("POST", _path(handle) + "/suspend", ok_404=True)
+
+
+def logs(handle: Handle, follow: bool = False) -> Iterator[str]:
+    """The Run:ai workloads API serves no container logs; say where to find them."""
+    yield (
+        f"nemorun: logs of DGX Cloud workload {handle.data.get('name', handle.id)} ({handle.id}) are not served by the "
+        f"Run:ai REST API; see the Run:ai UI of {Endpoint.from_handle(handle).host} or `runai workload logs`\n"
+    )

@@ -1,0 +1,195 @@
+"""Backend ``lepton``: ``job.json`` through the leptonai 0.47 SDK (``leptonai.api.v2.client.APIClient``).
+
+The SDK is imported inside functions (``pip install nemorun[lepton]``). The client takes its
+workspace from ``lep login`` or ``LEPTON_WORKSPACE_ID`` / ``_TOKEN`` / ``_URL``; the handle keeps the
+workspace id and URL, never the token.
+
+Flow: node group name -> id (``nodegroup.list_all``; skipped when ``node_group_id`` is set), render
+again with the id, validate, overwrite ``job.json`` in the record, ``job.create`` (the SDK runs its
+client-side checks and POSTs ``/jobs``); status ``job.get``; logs ``job.get_replicas`` +
+``job.get_log`` per replica; cancel ``job.delete`` (404: already gone).
+
+The SDK does not retry: 429 and 502/503/504 are retried here with backoff (``Retry-After`` when
+given). Its errors carry the whole HTTP reply; they become one line with the service's ``message``.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator, Optional, Sequence, TypeVar
+
+from nemorun.errors import SubmitError
+from nemorun.ir import Job, Rendered
+from nemorun.states import AppState, Handle, JobStatus
+from nemorun.store import atomic_write
+
+T = TypeVar("T")
+RETRY_STATUS = frozenset({429, 502, 503, 504})
+ATTEMPTS = 5
+BACKOFF_SECONDS = 1.0
+MAX_WAIT_SECONDS = 30.0
+
+# leptonai.api.v2.types.job.LeptonJobState -> AppState
+STATE_MAP: dict[str, AppState] = {
+    "Starting": AppState.PENDING,
+    "Queueing": AppState.PENDING,
+    "Awaiting": AppState.PENDING,
+    "PendingRetry": AppState.PENDING,
+    "Restarting": AppState.PENDING,
+    "Running": AppState.RUNNING,
+    "Completed": AppState.SUCCEEDED,
+    "Failed": AppState.FAILED,
+    "Stopping": AppState.CANCELLED,
+    "Stopped": AppState.CANCELLED,
+    "Deleting": AppState.CANCELLED,
+    "Deleted": AppState.CANCELLED,
+    "Terminating": AppState.CANCELLED,
+}
+
+
+def _client(workspace_id: Optional[str] = None, url: Optional[str] = None) -> Any:
+    try:
+        from leptonai.api.v2.client import APIClient
+    except ImportError:
+        raise SubmitError("the lepton executor needs the leptonai SDK: install nemorun[lepton]") from None
+    try:
+        return APIClient(workspace_id=workspace_id, url=url)
+    except Exception as exc:  # WorkspaceConfigurationError and friends: no workspace configured
+        raise SubmitError(f"lepton: no workspace: {_first_line(exc)}") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def _service_message(exc: BaseException) -> tuple[Optional[int], str]:
+    """(HTTP status, the service's own message) of an SDK error; the body's ``message`` when JSON."""
+    response = getattr(exc, "response", None)
+    if response is None:
+        return None, _first_line(exc)
+    try:
+        body = response.json()
+        text = body.get("message") or body.get("error") or json.dumps(body) if isinstance(body, dict) else response.text
+    except ValueError:
+        text = response.text
+    return int(response.status_code), " ".join(str(text).split())
+
+
+def _call(what: str, client: Any, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """One SDK call with retries on 429/5xx; any failure becomes one SubmitError line."""
+    import requests
+
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            return fn(*args, **kwargs)
+        except requests.RequestException as exc:
+            raise SubmitError(f"lepton workspace {client.url} is unreachable ({what}): {_first_line(exc)}") from None
+        except Exception as exc:  # the SDK's ClientError/ServerError/WorkspaceError carry the reply
+            code, message = _service_message(exc)
+            if code in RETRY_STATUS and attempt < ATTEMPTS:
+                time.sleep(_retry_wait(exc, attempt))
+                continue
+            if code == 401:
+                raise SubmitError(f"lepton workspace {client.url}: authentication failed (401) {what}: {message}") from None
+            status = f" ({code})" if code else ""
+            raise SubmitError(f"lepton workspace {client.url} refused {what}{status}: {message}") from None
+    raise AssertionError("unreachable")
+
+
+def _retry_wait(exc: BaseException, attempt: int) -> float:
+    header = getattr(getattr(exc, "response", None), "headers", {}).get("Retry-After")
+    try:
+        wait = float(header) if header is not None else BACKOFF_SECONDS * 2 ** (attempt - 1)
+    except ValueError:
+        wait = BACKOFF_SECONDS * 2 ** (attempt - 1)
+    return max(0.0, min(wait, MAX_WAIT_SECONDS))
+
+
+def resolve_node_group(client: Any, name: str) -> str:
+    """The id of the dedicated node group named (or with the id) ``name``."""
+    groups = _call("listing node groups", client, client.nodegroup.list_all)
+    for group in groups:
+        if name in (group.metadata.id_, group.metadata.name):
+            return str(group.metadata.id_)
+    known = ", ".join(sorted(f"{g.metadata.name} ({g.metadata.id_})" for g in groups)) or "none"
+    raise SubmitError(f"lepton workspace {client.url} has no node group '{name}'; available: {known}")
+
+
+def final_body(job: Job, client: Any) -> dict[str, Any]:
+    """The body to send: the rendered one, with the node group id looked up when needed.
+    Re-rendered and validated like a dry run, and written over the record's copy."""
+    from nemorun.targets import lepton as target
+
+    ex = job.executor
+    if ex.node_group and not ex.node_group_id:
+        job = target.with_node_group_id(job, resolve_node_group(client, ex.node_group))
+    rendered = target.render(job)
+    target.validate(rendered)
+    text = rendered.artifacts[target.ARTIFACT]
+    body: dict[str, Any] = json.loads(text)
+    if target.has_placeholder(body):
+        raise SubmitError(f"{target.ARTIFACT} still holds a placeholder; refusing to submit")
+    atomic_write(Path(job.job_dir) / target.ARTIFACT, text)
+    return body
+
+
+def submit(rendered: Rendered, job: Job) -> Handle:
+    from leptonai.api.v2.types.job import LeptonJob  # the SDK is installed: _client checked
+
+    client = _client()
+    body = final_body(job, client)
+    try:
+        spec = LeptonJob.model_validate(body)
+    except ValueError as exc:
+        raise SubmitError(f"job.json does not fit leptonai's LeptonJob: {_first_line(exc)}") from None
+    created = _call(f"job {body['metadata']['id']}", client, client.job.create, spec)
+    job_id = str(created.metadata.id_ or body["metadata"]["id"])
+    return Handle(backend="lepton", id=job_id, data={"workspace_id": client.workspace_id, "url": client.url})
+
+
+def _handle_client(handle: Handle) -> Any:
+    return _client(handle.data.get("workspace_id"), handle.data.get("url"))
+
+
+def _is_not_found(exc: SubmitError) -> bool:
+    return "(404)" in str(exc)
+
+
+def status(handles: Sequence[Handle]) -> dict[str, JobStatus]:
+    out: dict[str, JobStatus] = {}
+    for handle in handles:
+        client = _handle_client(handle)
+        try:
+            job = _call(f"status of job {handle.id}", client, client.job.get, handle.id)
+        except SubmitError as exc:
+            if not _is_not_found(exc):
+                raise
+            out[handle.id] = JobStatus(AppState.UNKNOWN, None, "not found in the workspace")
+            continue
+        native = job.status.state.value if job.status and job.status.state else "UNK"
+        out[handle.id] = JobStatus(STATE_MAP.get(native, AppState.UNKNOWN), None, native)
+    return out
+
+
+def logs(handle: Handle, follow: bool = False) -> Iterator[str]:
+    """Each replica's log, in replica order. ``follow`` keeps the stream open until the service ends it."""
+    client = _handle_client(handle)
+    replicas = _call(f"replicas of job {handle.id}", client, client.job.get_replicas, handle.id)
+    for replica in replicas:
+        chunks = _call(f"log of job {handle.id}", client, lambda r=replica: list(client.job.get_log(handle.id, r, timeout=None if follow else 30)))
+        partial = ""
+        for chunk in chunks:
+            *lines, partial = (partial + chunk).split("\n")
+            yield from (line + "\n" for line in lines)
+        if partial:
+            yield partial
+
+
+def cancel(handle: Handle) -> None:
+    client = _handle_client(handle)
+    try:
+        _call(f"deleting job {handle.id}", client, client.job.delete, handle.id)
+    except SubmitError as exc:
+        if not _is_not_found(exc):
+            raise

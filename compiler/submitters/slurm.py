@@ -1,0 +1,207 @@
+"""Backend ``slurm``: ``sbatch --parsable`` through a tunnel (this machine, or SSH).
+
+Status works without accounting (many clusters have no slurmdbd): one ``squeue`` for all
+handles on a cluster, then ``scontrol show job`` for jobs squeue no longer shows as live (exit
+code, reason), then ``sacct`` only when accounting answers. A job purged from slurmctld's memory
+with no accounting is UNKNOWN; the experiment record keeps the last state it saw
+(``store.record_status``), which is then the truth.
+"""
+from __future__ import annotations
+
+import posixpath
+import re
+import time
+from typing import Callable, Iterator, Mapping, Optional, Sequence
+
+from nemorun import tunnels
+from nemorun.errors import SubmitError, one_line
+from nemorun.ir import Job, Rendered
+from nemorun.states import AppState, Handle, JobStatus
+from nemorun.targets.slurm import CODE_DIR, SBATCH_SCRIPT, STDERR, STDOUT, remote_job_dir
+
+# Slurm job states -> AppState (as TorchX's slurm_scheduler); anything else is UNKNOWN
+SLURM_STATES: Mapping[str, AppState] = {
+    "BOOT_FAIL": AppState.FAILED, "CANCELLED": AppState.CANCELLED, "COMPLETED": AppState.SUCCEEDED,
+    "DEADLINE": AppState.FAILED, "FAILED": AppState.FAILED, "NODE_FAIL": AppState.FAILED,
+    "OUT_OF_MEMORY": AppState.FAILED, "PREEMPTED": AppState.FAILED, "REVOKED": AppState.FAILED,
+    "SPECIAL_EXIT": AppState.FAILED, "TIMEOUT": AppState.FAILED,
+    "PENDING": AppState.PENDING, "REQUEUED": AppState.PENDING, "REQUEUE_FED": AppState.PENDING,
+    "REQUEUE_HOLD": AppState.PENDING, "RESV_DEL_HOLD": AppState.PENDING, "RESIZING": AppState.PENDING,
+    "SUSPENDED": AppState.PENDING, "STOPPED": AppState.PENDING, "CONFIGURING": AppState.PENDING,
+    "RUNNING": AppState.RUNNING, "COMPLETING": AppState.RUNNING, "SIGNALING": AppState.RUNNING,
+    "STAGE_OUT": AppState.RUNNING,
+}
+_GONE = ("Invalid job id", "already completing or completed")
+
+
+def _tunnel(handle: Handle) -> tunnels.Tunnel:
+    return tunnels.open_tunnel(handle.data["tunnel"])
+
+
+def submit(rendered: Rendered, job: Job) -> Handle:
+    tunnel = tunnels.open_tunnel(job.executor.tunnel)
+    remote = remote_job_dir(job)
+    tunnels.check(tunnel.run(["mkdir", "-p", remote]), f"creating {remote}", tunnel.label)
+    for name, text in rendered.artifacts.items():
+        tunnel.write(posixpath.join(remote, name), text.encode(), 0o755 if name.endswith(".sh") else 0o644)
+    if job.package.archive:
+        archive = posixpath.join(remote, "code.tar.gz")
+        tunnel.put(job.package.archive, archive)
+        unpack = posixpath.join(remote, CODE_DIR)
+        tunnels.check(tunnel.run(["mkdir", "-p", unpack]), f"creating {unpack}", tunnel.label)
+        tunnels.check(tunnel.run(["tar", "-xzf", archive, "-C", unpack]), f"unpacking {archive}", tunnel.label)
+    r = tunnel.run(["sbatch", "--parsable", posixpath.join(remote, SBATCH_SCRIPT)])
+    if r.rc != 0:
+        raise SubmitError(f"sbatch on {tunnel.label} refused job {job.name}: {one_line(r.stderr or r.stdout)}")
+    job_id = r.stdout.strip().split(";", 1)[0]
+    if not job_id.isdigit():
+        raise SubmitError(f"sbatch on {tunnel.label} printed no job id for job {job.name}: {one_line(r.stdout + r.stderr)}")
+    return Handle(
+        backend="slurm",
+        id=job_id,
+        data={
+            "tunnel": tunnels.tunnel_spec(job.executor.tunnel),
+            "host": tunnel.label,
+            "job_dir": remote,
+            "stdout": posixpath.join(remote, STDOUT),
+            "stderr": posixpath.join(remote, STDERR),
+        },
+    )
+
+
+def _exit_code(text: str) -> Optional[int]:
+    """Slurm's ``code:signal`` as a shell-style exit code (128+signal for signal deaths)."""
+    m = re.match(r"^(\d+):(\d+)$", text.strip())
+    if not m:
+        return None
+    code, sig = int(m.group(1)), int(m.group(2))
+    return 128 + sig if sig else code
+
+
+def _status(native: str, exit_code: Optional[int], reason: str) -> JobStatus:
+    base = native.split()[0].rstrip("+") if native else ""
+    detail = native if reason in ("", "None", "(null)") else f"{native} ({reason})"
+    return JobStatus(SLURM_STATES.get(base, AppState.UNKNOWN), exit_code, detail)
+
+
+def _squeue(tunnel: tunnels.Tunnel, ids: Sequence[str]) -> dict[str, tuple[str, str]]:
+    r = tunnel.run(["squeue", "-h", "-t", "all", "-j", ",".join(ids), "-o", "%i|%T|%r"])
+    if r.rc != 0:
+        if "Invalid job id" in r.stderr:
+            return {}  # a single id that slurmctld has purged
+        raise SubmitError(f"squeue on {tunnel.label} failed: {one_line(r.stderr)}")
+    rows = {}
+    for line in r.stdout.splitlines():
+        parts = line.strip().split("|")
+        if len(parts) == 3:
+            rows[parts[0]] = (parts[1], parts[2])
+    return rows
+
+
+def _scontrol(tunnel: tunnels.Tunnel, job_id: str) -> Optional[JobStatus]:
+    r = tunnel.run(["scontrol", "-o", "show", "job", job_id])
+    if r.rc != 0:
+        return None
+    fields = dict(re.findall(r"(\w+)=(\S*)", r.stdout))
+    if "JobState" not in fields:
+        return None
+    return _status(fields["JobState"], _exit_code(fields.get("ExitCode", "")), fields.get("Reason", ""))
+
+
+def _sacct(tunnel: tunnels.Tunnel, ids: Sequence[str]) -> dict[str, JobStatus]:
+    """From accounting when it answers: slurmdbd (plain sacct), else the job-completion log (-c)."""
+    for extra in ([], ["-c"]):
+        r = tunnel.run(["sacct", *extra, "-n", "-P", "-X", "-j", ",".join(ids), "-o", "JobID,State,ExitCode"])
+        if r.rc == 0:
+            found = {}
+            for line in r.stdout.splitlines():
+                parts = line.strip().split("|")
+                if len(parts) == 3 and parts[0] in ids:
+                    found[parts[0]] = _status(parts[1], _exit_code(parts[2]), "from accounting")
+            return found
+    return {}
+
+
+def _status_on(tunnel: tunnels.Tunnel, ids: Sequence[str]) -> dict[str, JobStatus]:
+    out: dict[str, JobStatus] = {}
+    rows = _squeue(tunnel, ids)
+    for job_id in ids:
+        native, reason = rows.get(job_id, ("", ""))
+        status = _status(native, None, reason) if native else None
+        if status is None or status.state.is_terminal:
+            status = _scontrol(tunnel, job_id) or status  # exit code and reason of finished jobs
+        if status is not None:
+            out[job_id] = status
+    missing = [i for i in ids if i not in out]
+    if missing:
+        out.update(_sacct(tunnel, missing))
+    for job_id in ids:
+        out.setdefault(job_id, JobStatus(AppState.UNKNOWN, None, "no longer known to slurmctld and no accounting"))
+    return out
+
+
+def status(handles: Sequence[Handle]) -> dict[str, JobStatus]:
+    groups: dict[str, list[Handle]] = {}
+    for h in handles:
+        groups.setdefault(repr(sorted(h.data["tunnel"].items())), []).append(h)
+    out: dict[str, JobStatus] = {}
+    for group in groups.values():
+        out.update(_status_on(_tunnel(group[0]), [h.id for h in group]))
+    return out
+
+
+def cancel(handle: Handle) -> None:
+    tunnel = _tunnel(handle)
+    r = tunnel.run(["scancel", handle.id])
+    if r.rc != 0 and not any(g in r.stderr for g in _GONE):
+        raise SubmitError(f"scancel {handle.id} on {tunnel.label} failed: {one_line(r.stderr)}")
+
+
+def _ended(handle: Handle) -> Callable[[], bool]:
+    def ended() -> bool:
+        state = status([handle])[handle.id].state
+        return state.is_terminal or state is AppState.UNKNOWN
+
+    return ended
+
+
+def follow_files(tunnel: tunnels.Tunnel, paths: Mapping[str, str], done: Callable[[], bool], poll: float = 0.5) -> Iterator[tuple[str, str]]:
+    """``(stream, line)`` from growing files read through the tunnel, until ``done()`` and drained."""
+    offsets = {name: 0 for name in paths}
+    partial = {name: b"" for name in paths}
+    while True:
+        finished = done()
+        progressed = False
+        for name, path in paths.items():
+            chunk = tunnel.read(path, offsets[name])
+            if not chunk:
+                continue
+            progressed = True
+            offsets[name] += len(chunk)
+            *lines, partial[name] = (partial[name] + chunk).split(b"\n")
+            for line in lines:
+                yield name, line.decode(errors="replace") + "\n"
+        if finished and not progressed:
+            for name, rest in partial.items():
+                if rest:
+                    yield name, rest.decode(errors="replace")
+            return
+        if not progressed:
+            time.sleep(poll)
+
+
+def _paths(handle: Handle) -> dict[str, str]:
+    return {"stdout": str(handle.data["stdout"]), "stderr": str(handle.data["stderr"])}
+
+
+def logs(handle: Handle, follow: bool = False) -> Iterator[str]:
+    done: Callable[[], bool] = _ended(handle) if follow else (lambda: True)
+    for _stream, line in follow_files(_tunnel(handle), _paths(handle), done):
+        yield line
+
+
+def stream(handle: Handle) -> Iterator[tuple[str, str]]:
+    """``(stream, line)`` pairs until the job ends: what ``wait=true`` shows."""
+    return follow_files(_tunnel(handle), _paths(handle), _ended(handle))
+
+

@@ -1,0 +1,176 @@
+"""Target ``kubeflow``: a Kubeflow Trainer (v2.2 and later) TrainJob, plus the ConfigMap of its code.
+
+Artifacts:
+
+- ``trainjob.yaml``: ``trainer.kubeflow.org/v1alpha1`` TrainJob referencing a
+  (Cluster)TrainingRuntime. The trainer container is the runtime's ``node``; numNodes,
+  numProcPerNode, resourcesPerNode, env and the command are set on ``spec.trainer``. Pod-level
+  settings (volumes, the code mount, tolerations, node selector, affinity) go into one
+  ``spec.runtimePatches`` entry (manager ``nemorun``) for the ``node`` replicated job — NOT
+  ``podTemplateOverrides``, which Trainer v2.2 removed and a v2.2+ apiserver silently prunes.
+- ``configmap.yaml`` (when code or a function spec is shipped): the files of ``packager=configmap``
+  (see :mod:`nemorun.configmap_packaging` for the key mapping and the 1 MiB check) and, for
+  function tasks, ``.nemorun/function.yaml``; mounted read-only at ``executor.code_dir``.
+
+The command always runs through ``bash -c``: the trainer has no working-directory field, so
+packaged code is entered with ``cd``, and launcher forms need the shell for ``$PET_*`` variables.
+
+Unlike other targets this one reads the packaged files while rendering (until the pipeline's
+packaging step runs packagers before compiling); the result depends only on those files.
+"""
+from __future__ import annotations
+
+import os
+import re
+from typing import Any, Optional
+
+import yaml
+
+from nemorun import configmap_packaging as cmp
+from nemorun.command import function_spec_text, task_argv
+from nemorun.errors import ArtifactError, ConfigError
+from nemorun.ir import Job, Rendered
+from nemorun.launchers import setup_lines, wrap
+from nemorun.render import render_template, shjoin, shquote
+
+TRAINJOB, CONFIGMAP = "trainjob.yaml", "configmap.yaml"
+API_GROUP, API_VERSION, PLURAL = "trainer.kubeflow.org", "v1alpha1", "trainjobs"
+CONTAINER = "node"  # the trainer container and replicated job of every Trainer runtime
+CODE_VOLUME = "nemorun-code"
+FUNCTION_PATH = ".nemorun/function.yaml"
+MAX_NAME = 45  # TrainJob names may have 63 chars; JobSet derives longer Job and pod names from it
+_RFC1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+
+
+def _dns_label(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+def trainjob_name(job: Job) -> str:
+    """``<job name>-<experiment id>``, an RFC 1035 label short enough for JobSet's derived names."""
+    suffix = _dns_label(job.experiment_id)
+    base = _dns_label(job.name).lstrip("0123456789-") or "job"
+    return f"{base[: MAX_NAME - len(suffix) - 1].rstrip('-')}-{suffix}"
+
+
+def _labels(job: Job) -> dict[str, str]:
+    return {"app.kubernetes.io/managed-by": "nemorun", "nemorun/experiment-id": _dns_label(job.experiment_id)[:63].strip("-")}
+
+
+def _bundle(job: Job, name: str) -> Optional[cmp.ConfigMapBundle]:
+    packager = job.packager
+    kind = getattr(packager, "kind", "none")
+    if kind not in ("none", "configmap"):
+        raise ConfigError(f"executor=kubeflow ships code with packager=configmap (or none), not packager={kind}")
+    extra = [(FUNCTION_PATH, function_spec_text(job.task).encode())] if job.task.kind == "function" else []
+    if kind == "none" and not extra:
+        return None
+    cfg = packager if kind == "configmap" else None
+    found = cmp.bundle(cfg, base_dir=job.workdir, name_suffix=name, namespace=job.executor.namespace, extra=extra)
+    script = job.task.script
+    if cfg is not None and job.task.kind == "script" and script and not os.path.isabs(script) and not cmp.script_is_packaged(script, list(found.files)):
+        raise ConfigError(
+            f"task.script {script} is not among the packaged files (packager.include_pattern={cfg.include_pattern}, relative_path={cfg.relative_path})"
+        )
+    return found
+
+
+def _resources(ex: Any) -> dict[str, dict[str, str]]:
+    requests = {"cpu": ex.cpu_request, "memory": ex.memory_request}
+    limits = {"cpu": ex.cpu_limit, "memory": ex.memory_limit}
+    if ex.gpus:
+        requests[ex.gpu_resource] = limits[ex.gpu_resource] = str(ex.gpus)
+    out = {"limits": {k: str(v) for k, v in limits.items() if v}, "requests": {k: str(v) for k, v in requests.items() if v}}
+    return {k: v for k, v in out.items() if v}
+
+
+def _pod_patch(ex: Any, bundle: Optional[cmp.ConfigMapBundle]) -> dict[str, Any]:
+    """The pod spec patch of the ``node`` replicated job (``runtimePatches``)."""
+    volumes = [dict(v) for v in ex.volumes]
+    mounts = [dict(m) for m in ex.volume_mounts]
+    if bundle is not None:
+        volumes.append({"name": CODE_VOLUME, "configMap": {"name": bundle.name, "items": bundle.items()}})
+        mounts.append({"name": CODE_VOLUME, "mountPath": ex.code_dir, "readOnly": True})
+    spec: dict[str, Any] = {}
+    if mounts:
+        spec["containers"] = [{"name": CONTAINER, "volumeMounts": mounts}]
+    if volumes:
+        spec["volumes"] = volumes
+    if ex.node_selector:
+        spec["nodeSelector"] = {str(k): str(v) for k, v in ex.node_selector.items()}
+    if ex.tolerations:
+        spec["tolerations"] = [dict(t) for t in ex.tolerations]
+    if ex.affinity:
+        spec["affinity"] = dict(ex.affinity)
+    return spec
+
+
+def _shell(job: Job, bundle: Optional[cmp.ConfigMapBundle]) -> str:
+    ex = job.executor
+    spec_path = f"{ex.code_dir.rstrip('/')}/{FUNCTION_PATH}"
+    argv = wrap(job, task_argv(job, spec_path), form="kubernetes")
+    lines = setup_lines(job, "kubernetes")
+    if bundle is not None and getattr(job.packager, "kind", "none") == "configmap":
+        lines = [f"cd {shquote(ex.code_dir)}", *lines]
+    return "\n".join([*lines, shjoin(argv)])
+
+
+def render(job: Job) -> Rendered:
+    ex = job.executor
+    if not job.image:
+        raise ConfigError("executor.image is required for executor=kubeflow")
+    name = trainjob_name(job)
+    bundle = _bundle(job, name)
+    labels = _labels(job)
+    context = {
+        "job": job,
+        "tj_name": name,
+        "labels": labels,
+        "runtime_kind": getattr(ex.runtime_kind, "value", ex.runtime_kind),
+        "command": ["/bin/bash", "-c", _shell(job, bundle)],
+        "env": [{"name": k, "value": v} for k, v in sorted(job.env.items())],
+        "resources": _resources(ex),
+        "pod_patch": _pod_patch(ex, bundle),
+    }
+    artifacts = {TRAINJOB: render_template("kubeflow/trainjob.yaml.j2", **context)}
+    submit = f"kubectl create -n {shquote(ex.namespace)} -f {TRAINJOB}"
+    if bundle is not None:
+        manifest = bundle.manifest(labels)
+        artifacts[CONFIGMAP] = render_template(
+            "kubeflow/configmap.yaml.j2", job=job, manifest=manifest, files=len(bundle.files), code_dir=ex.code_dir
+        )
+        submit = f"kubectl apply -n {shquote(ex.namespace)} -f {CONFIGMAP} && {submit}"
+    return Rendered(target="kubeflow", job_name=job.name, artifacts=artifacts, submit_command=submit)
+
+
+def manifests(rendered: Rendered) -> tuple[dict[str, Any], Optional[dict[str, Any]]]:
+    """(TrainJob, ConfigMap or None) as objects, exactly as rendered."""
+
+    def load(artifact: str) -> dict[str, Any]:
+        try:
+            doc = yaml.safe_load(rendered.artifacts[artifact])
+        except yaml.YAMLError as exc:
+            raise ArtifactError(f"{artifact} is not valid YAML: {exc}") from exc
+        if not isinstance(doc, dict):
+            raise ArtifactError(f"{artifact} is not a YAML mapping")
+        return doc
+
+    return load(TRAINJOB), (load(CONFIGMAP) if CONFIGMAP in rendered.artifacts else None)
+
+
+def validate(rendered: Rendered) -> None:
+    """What the apiserver would refuse without a schema: names, and the ConfigMap's keys and size.
+
+    The full strict CRD + CEL check runs in the tests (``tests/contracts``); at submission the
+    apiserver is asked for strict field validation, so unknown fields are refused, not dropped.
+    """
+    trainjob, configmap = manifests(rendered)
+    name = str(trainjob.get("metadata", {}).get("name", ""))
+    if not _RFC1035.match(name) or len(name) > 63:
+        raise ArtifactError(f"{TRAINJOB}: metadata.name {name!r} is not an RFC 1035 label of at most 63 characters")
+    if configmap is not None:
+        files = cmp.files_of(configmap)
+        bad = [k for k in list(configmap.get("data") or {}) + list(configmap.get("binaryData") or {}) if cmp.encode_key(cmp.decode_key(k)) != k]
+        if bad:
+            raise ArtifactError(f"{CONFIGMAP}: keys are not encoded paths: {bad[:3]}")
+        cmp.check_size(str(configmap["metadata"]["name"]), files)

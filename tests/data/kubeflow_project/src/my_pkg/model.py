@@ -1,0 +1,2 @@
+def build() -> str:
+    return "tiny model"
