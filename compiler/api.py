@@ -21,7 +21,33 @@ from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence, TextIO
 
 from nemorun.states import AppState, Handle, JobStatus
-from nemorun.store import ExperimentRecord, JobRecord, nemorun_home
+from nemorun.store import JOB_FILE, ExperimentRecord, JobRecord, nemorun_home
+
+
+LOG_FILES = ("stdout.log", "stderr.log")
+# a finished remote job's output, copied into its folder when its submitter has no fetch_logs
+SYNCED_LOG = "output.log"
+
+
+def sync_logs(module: Any, handle: Handle, job_dir: Path) -> None:
+    """Keep a finished remote job's logs in the record (clusters purge theirs).
+
+    Submitter hook: ``fetch_logs(handle, dest_dir)`` writes ``stdout.log``/``stderr.log`` into
+    ``dest_dir`` (the job's record folder). Without it the output of ``logs(handle)`` is saved
+    as ``output.log``. Never fatal: a failed copy leaves ``exp logs`` asking the backend.
+    """
+    from nemorun.errors import NemorunError
+    from nemorun.store import atomic_write
+
+    if any((job_dir / f).exists() for f in (*LOG_FILES, SYNCED_LOG)):
+        return
+    try:
+        if hasattr(module, "fetch_logs"):
+            module.fetch_logs(handle, job_dir)
+        else:
+            atomic_write(job_dir / SYNCED_LOG, "".join(module.logs(handle, follow=False)))
+    except (NemorunError, OSError):
+        pass
 
 
 def _home(home: Optional[str | Path] = None) -> Path:
@@ -96,8 +122,8 @@ class Experiment:
             for rec, handle in pairs:
                 status = states.get(handle.id, JobStatus(AppState.UNKNOWN, None, "not reported by the backend"))
                 new = self.record.record_status(rec.name, status)
-                if new.app_state.is_terminal and hasattr(module, "fetch_logs"):
-                    module.fetch_logs(handle, self.record.job_dir(rec.name))
+                if new.app_state.is_terminal and backend != "local":
+                    sync_logs(module, handle, self.record.job_dir(rec.name))
                 out[rec.name] = JobStatus(new.app_state, new.exit_code, new.detail)
         catalog.refresh(self.home, self.record)
         return out
@@ -120,7 +146,7 @@ class Experiment:
             raise ConfigError(f"experiment {self.id} has {len(jobs)} jobs: name one ({', '.join(j.name for j in jobs[:5])}, ...)")
         rec = jobs[0]
         handle = rec.handle_obj()
-        local_copy = [self.record.job_dir(rec.name) / f for f in ("stdout.log", "stderr.log")]
+        local_copy = [self.record.job_dir(rec.name) / f for f in (*LOG_FILES, SYNCED_LOG)]
         if handle is None:
             raise ConfigError(f"job {rec.name} was not submitted ({rec.phase}{': ' + rec.error if rec.error else ''})")
         if handle.backend != "local" and not follow and any(p.exists() for p in local_copy):
@@ -140,7 +166,7 @@ class Experiment:
             if handle is not None and not rec.app_state.is_terminal:
                 submitter_module(handle.backend).cancel(handle)
                 done.append(rec.name)
-            elif handle is None and rec.phase == "rendered" and (self.record.job_dir(rec.name) / "job.json").exists():
+            elif handle is None and rec.phase == "rendered" and (self.record.job_dir(rec.name) / JOB_FILE).exists():
                 rec.state, rec.detail = AppState.CANCELLED.value, "cancelled before submission"
                 self.record.save_job(rec)
                 done.append(rec.name)

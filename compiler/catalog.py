@@ -1,7 +1,7 @@
 """SQLite index of the experiment folders: ``NEMORUN_HOME/catalog.db``.
 
 Why both: the folders (:mod:`nemorun.store`) are the truth and readable by any tool; listing
-hundreds of experiments by opening every ``experiment.json`` and ``job.json`` would be slow.
+hundreds of experiments by opening every ``experiment.json`` and ``record.json`` would be slow.
 The catalog caches one row per experiment (id, name, target, created, jobs, state counts).
 It is only a cache: :func:`sync` adds folders it does not know (a launch killed before its
 insert) and drops rows whose folder is gone, and deleting ``catalog.db`` loses nothing.
@@ -105,7 +105,9 @@ def sync(home: Path) -> None:
 
 
 def rows(home: Path, name: Optional[str] = None, limit: Optional[int] = None) -> list[dict[str, Any]]:
-    """Experiments, newest first."""
+    """Experiments, newest first (reading never creates NEMORUN_HOME)."""
+    if not home.exists():
+        return []
     sync(home)
     sql, args = "SELECT * FROM experiments", []
     if name:
@@ -125,6 +127,8 @@ def resolve(home: Path, ref: str) -> Path:
     """``latest``, a full id or a unique id prefix -> experiment folder (ConfigError otherwise)."""
     from nemorun.errors import ConfigError
 
+    if not home.exists():
+        raise ConfigError(f"no experiment '{ref}': {home} does not exist yet")
     sync(home)
     with closing(_connect(home)) as conn:
         if ref == "latest":

@@ -13,14 +13,15 @@ from nemorun.ir import Job, Task
 FUNCTION_SPEC = "function.yaml"
 
 
-def task_argv(job: Job, function_spec: str) -> list[str]:
-    """argv of the task itself. ``function_spec`` is where ``function.yaml`` is on the target."""
+def task_argv(job: Job, function_spec: str, shell: str = "bash") -> list[str]:
+    """argv of the task itself. ``function_spec`` is where ``function.yaml`` is on the target;
+    ``shell`` runs inline tasks and non-Python scripts (images without bash use ``sh``)."""
     task = job.task
     if task.kind == "inline":
-        return ["bash", "-c", str(task.inline)]
+        return [shell, "-c", str(task.inline)]
     if task.kind == "script":
         script = str(task.script)
-        runner = job.python if script.endswith(".py") else "bash"
+        runner = job.python if script.endswith(".py") else shell
         return [runner, script, *task.args]
     return [job.python, "-m", "nemorun.entry", function_spec]
 

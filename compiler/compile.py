@@ -79,8 +79,21 @@ def check_known_keys(cfg: DictConfig) -> None:
                 raise ConfigError(unknown_key_message(path, str(key), known))
 
 
+def _missing_keys(cfg: DictConfig | ListConfig) -> Iterator[str]:
+    """``OmegaConf.missing_keys`` without resolving interpolations: it reads every value, and a
+    secret's interpolation (``${oc.env:...}``) must wait for submission."""
+    for key in cfg.keys() if isinstance(cfg, DictConfig) else range(len(cfg)):
+        child = cfg._get_node(key)
+        if child is None:
+            continue
+        if child._is_missing() and not child._is_interpolation():
+            yield cfg._get_full_key(key)
+        elif isinstance(child, (DictConfig, ListConfig)) and not child._is_interpolation() and not child._is_none():
+            yield from _missing_keys(child)
+
+
 def check_missing(cfg: DictConfig) -> None:
-    missing = sorted(OmegaConf.missing_keys(cfg))
+    missing = sorted(_missing_keys(cfg))
     if missing:
         key = missing[0]
         more = f" (and {len(missing) - 1} more: {', '.join(missing[1:4])})" if len(missing) > 1 else ""

@@ -3,7 +3,7 @@
 Order of writes, so a ``kill -9`` at any instant leaves a record that says which jobs exist:
 
 1. the experiment folder with every job name (``experiment.json``), then every job's artifacts
-   and ``job.json`` in phase ``rendered`` — before the first submission;
+   and ``record.json`` in phase ``rendered`` — before the first submission;
 2. per job: ``attempted_at`` written, the submit call, then phase ``submitted`` + handle (or
    ``failed-to-submit``). A job left ``rendered`` with ``attempted_at`` is *in doubt*: on
    ``--resume`` the submitter's optional ``find(job) -> Handle | None`` reconciles it (local: a
@@ -38,6 +38,8 @@ from nemorun.store import ExperimentRecord, JobRecord
 from nemorun.submitters import submitter_module
 
 POLL_SECONDS = 1.0
+# backends whose renderer turns ir.Job.dependencies into the scheduler's own dependency option
+NATIVE_DEPENDENCY_BACKENDS = frozenset({"slurm"})
 # sweeps at least this long get a progress bar on a terminal
 PROGRESS_MIN_JOBS = 20
 
@@ -94,16 +96,28 @@ def check_dependencies(entries: Sequence[Entry]) -> list[Entry]:
 
 def create_record(
     *, home: str, name: str, experiment_id: str, target: str, config_yaml: str, overrides: Sequence[str],
-    submit_dir: str, entries: Sequence[Entry], kind: str, multirun: bool,
+    submit_dir: str, entries: Sequence[Entry], kind: str, multirun: bool, array: Optional[PlannedJob] = None,
 ) -> ExperimentRecord:
+    """With ``array``, the entries are its tasks: their folders hold only record.json; the array's
+    folder holds the artifacts (what is submitted)."""
+    tasks = [e.name for e in entries]
     record = ExperimentRecord.create(
         home=Path(home), name=name, experiment_id=experiment_id, target=target, config_yaml=config_yaml,
-        overrides=overrides, submit_dir=submit_dir, job_names=[e.name for e in entries], kind=kind, multirun=multirun,
+        overrides=overrides, submit_dir=submit_dir, job_names=tasks, kind=kind, multirun=multirun,
+        arrays={array.job.name: tasks} if array else None,
     )
-    for e in entries:
+    for index, e in enumerate(entries):
         rec = JobRecord(name=e.name, target=e.planned.rendered.target, overrides=list(e.overrides),
                         depends_on=list(e.depends_on), dependency_type=e.dependency_type)
-        rec.artifacts = record.write_artifacts(e.name, e.planned.rendered.artifacts)
+        if array is None:
+            rec.artifacts = record.write_artifacts(e.name, e.planned.rendered.artifacts)
+        else:
+            rec.array, rec.array_index = array.job.name, index
+        record.save_job(rec)
+    if array is not None:
+        rec = JobRecord(name=array.job.name, target=array.rendered.target, array_of=tasks,
+                        array_parallelism=array.job.array_parallelism)
+        rec.artifacts = record.write_artifacts(array.job.name, array.rendered.artifacts)
         record.save_job(rec)
     _fault("rendered")
     return record
@@ -212,7 +226,7 @@ def submit_entries(record: ExperimentRecord, entries: Sequence[Entry], out: Text
                     continue
             planned = entry.planned
             if entry.depends_on:
-                if getattr(submitter_module(backend), "NATIVE_DEPENDENCIES", False):
+                if getattr(submitter_module(backend), "NATIVE_DEPENDENCIES", backend in NATIVE_DEPENDENCY_BACKENDS):
                     planned = _with_native_dependencies(record, entry)
                 else:
                     reason = _wait_upstream(record, entry)
@@ -248,6 +262,47 @@ def submit_entries(record: ExperimentRecord, entries: Sequence[Entry], out: Text
         close()
         from nemorun import catalog
 
+        catalog.refresh(record.path.parent.parent.parent, record)
+
+
+def submit_array(record: ExperimentRecord, array: PlannedJob, out: TextIO) -> None:
+    """ONE submission for the whole array, then every task's record gets its own handle.
+
+    The submitter's ``array_task_handle(handle, index) -> Handle`` names task ``index`` (Slurm:
+    ``<id>_<index>`` and that task's log files), so status, logs and cancel work per task.
+    """
+    from nemorun import catalog
+
+    name, backend = array.job.name, array.rendered.target
+    module = submitter_module(backend)
+    rec = record.job(name)
+    try:
+        if rec.phase != "submitted":
+            if rec.in_doubt:
+                out.write(f"  warning: array {name} may already exist on {backend} (launch died while submitting it); submitting again\n")
+            rec.attempted_at = time.time()
+            record.save_job(rec)
+            _fault("before-submit", 0)
+            try:
+                handle = module.submit(array.rendered, array.job)
+            except NemorunError as exc:
+                rec.phase, rec.error, rec.state = "failed-to-submit", one_line(str(exc)), AppState.FAILED.value
+                record.save_job(rec)
+                raise SubmitError(f"array {name} was not submitted: {one_line(str(exc))}") from exc
+            _fault("after-submit", 0)
+            rec.phase, rec.handle, rec.state, rec.submitted_at = "submitted", handle.to_dict(), AppState.SUBMITTED.value, time.time()
+            record.save_job(rec)
+        handle = rec.handle_obj()
+        assert handle is not None
+        for index, task in enumerate(rec.array_of):
+            task_rec = record.job(task)
+            if task_rec.phase != "submitted":
+                task_handle = module.array_task_handle(handle, index)
+                task_rec.phase, task_rec.handle = "submitted", task_handle.to_dict()
+                task_rec.state, task_rec.submitted_at = AppState.SUBMITTED.value, rec.submitted_at
+                record.save_job(task_rec)
+        out.write(f"  array {name}: submitted as {handle.id} ({len(rec.array_of)} tasks)\n")
+    finally:
         catalog.refresh(record.path.parent.parent.parent, record)
 
 

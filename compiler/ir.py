@@ -72,6 +72,15 @@ class Package:
 
 
 @dataclass(frozen=True)
+class ArrayTask:
+    """One point of a value-only sweep inside an array job: only its name and task differ."""
+
+    # the sweep job's name (its record folder is jobs/<name>/)
+    name: str
+    task: Task
+
+
+@dataclass(frozen=True)
 class Job:
     """One job of an experiment, ready to render."""
 
@@ -102,6 +111,11 @@ class Job:
     dependency_type: str = "afterok"
     # the packager's typed config (a dataclass from nemorun.schemas), for packagers a target applies itself
     packager: Any = None
+    # non-empty: ONE array job (a value-only sweep) whose array task i runs array_tasks[i]
+    # (Slurm: --array=0-(n-1), selected by SLURM_ARRAY_TASK_ID); ``task`` is array_tasks[0]'s
+    array_tasks: tuple["ArrayTask", ...] = ()
+    # at most this many array tasks at once (Slurm: the %N of --array); None = no limit
+    array_parallelism: Optional[int] = None
 
     @property
     def target(self) -> str:

@@ -59,7 +59,16 @@ _ENV_SETUP: Mapping[str, tuple[str, str, str]] = {
     ),
     "skypilot": ('"$(printf \'%%s\\n\' "$SKYPILOT_NODE_IPS" | head -n1)"', "%(port)s", '"${SKYPILOT_NODE_RANK:-0}"'),
 }
-SLURM_HEAD_NODE = 'head_node=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n1)'
+# `sed -n 1p`, not `head -n1`: head exits early, the writer may then die of SIGPIPE, and under
+# `set -o pipefail` that (exit 141) would end the batch script
+SLURM_HEAD_NODE = 'head_node=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | sed -n 1p)'
+# The rendezvous endpoint must resolve on every node. A node NAME need not (several slurmd on one
+# host, or names only slurm.conf knows): use the address slurmctld reaches the node at (NodeAddr,
+# which defaults to the name on ordinary clusters), falling back to the name.
+SLURM_HEAD_ADDR = (
+    "head_addr=$(scontrol -o show node \"$head_node\" 2>/dev/null | sed -n 's/.* NodeAddr=\\([^ ]*\\).*/\\1/p') || head_addr=",
+    'head_node=${head_addr:-$head_node}',
+)
 
 _FT_OPTIONS = (
     ("cfg_path", "--ft-cfg-path"),
@@ -90,7 +99,7 @@ def setup_lines(job: Job, form: Form) -> list[str]:
     if job.launcher.kind == "none" or not _multi_node(job, form):
         return []
     if form == "slurm":
-        return [SLURM_HEAD_NODE, "export head_node"]
+        return [SLURM_HEAD_NODE, *SLURM_HEAD_ADDR, "export head_node"]
     addr, port, rank = (v % {"port": int(job.launcher.options.get("rdzv_port") or 29500)} for v in _ENV_SETUP[form])
     return [f"head_node={addr}", f"head_port={port}", f"node_rank={rank}", "export head_node head_port node_rank"]
 

@@ -91,13 +91,14 @@ def launch_overrides(overrides: Sequence[str], *, multirun: Optional[bool] = Non
 def plan_entries(meta: dict[str, Any], site: compiler.Site) -> list[Any]:
     """The experiment's jobs planned again, as at launch (same id, same submit directory)."""
     from nemorun.experiment import Entry, check_dependencies
-    from nemorun.sweep import plan_sweep
+    from nemorun.sweep import plan_sweep, stage_once
 
     overrides = list(meta.get("overrides", []))
     with hydra_context() as loader:
         if meta.get("multirun"):
             return [Entry(j.planned, j.overrides) for j in plan_sweep(
-                _sweep_batch(overrides), _compose, site, command_overrides=overrides, is_group=_is_group(loader))]
+                _sweep_batch(overrides), _compose, site, command_overrides=overrides, is_group=_is_group(loader),
+                package=stage_once(site)[1])]
         cfg = _compose(overrides)
         if cfg.get("experiment") is not None:
             from nemorun.multitask import plan_tasks
@@ -106,6 +107,20 @@ def plan_entries(meta: dict[str, Any], site: compiler.Site) -> list[Any]:
         from nemorun.pipeline import plan
 
         return [Entry(p, tuple(overrides)) for p in plan(cfg, site)]
+
+
+def _resume_array(record: ExperimentRecord, entries: list[Any], out: TextIO) -> None:
+    from nemorun.experiment import submit_array
+    from nemorun.sweep import plan_array
+
+    [(name, tasks)] = record.meta["arrays"].items()
+    array = plan_array(entries, record.job(name).array_parallelism)
+    stored = {a: (record.job_dir(name) / a).read_text() for a in record.job(name).artifacts}
+    if array is None or array.job.name != name or any(stored.get(a) != t for a, t in array.rendered.artifacts.items()):
+        raise ConfigError(f"array {name} would differ from the recorded one (config changed since launch?); use rerun without --resume")
+    pending = sum(1 for t in tasks if record.job(t).phase != "submitted")
+    out.write(f"experiment {record.meta['name']}/{record.id}: resuming, {pending} of {len(tasks)} jobs not yet submitted\n")
+    submit_array(record, array, out)
 
 
 def resume(record: ExperimentRecord, *, out: TextIO = sys.stdout) -> None:
@@ -119,6 +134,8 @@ def resume(record: ExperimentRecord, *, out: TextIO = sys.stdout) -> None:
     entries = plan_entries(meta, site)
     if [e.name for e in entries] != list(meta["jobs"]):
         raise ConfigError(f"experiment {record.id} no longer plans the same jobs (config files changed?); use rerun without --resume")
+    if meta.get("arrays"):
+        return _resume_array(record, entries, out)
     for e in entries:
         rec = record.try_job(e.name)
         if rec is not None and rec.phase == "submitted":

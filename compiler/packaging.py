@@ -86,7 +86,7 @@ def _git_entries(cfg: GitPackagerConfig, submit_dir: str) -> tuple[Entries, dict
     sub = _clean_subpath(cfg.subpath)
     if not os.path.isdir(os.path.join(root, sub)):
         raise ConfigError(f"packager.subpath={cfg.subpath!r} is not a folder of the repository {root}")
-    head = _git(root, "rev-parse", "--verify", "--quiet", "HEAD^{commit}").decode().strip() if _has_head(root) else None
+    head = _head(root)
     meta: dict[str, Any] = {"repository": root, "subpath": sub, "commit": head}
     if cfg.include_uncommitted:
         meta["uncommitted"] = True
@@ -104,8 +104,10 @@ def _git_entries(cfg: GitPackagerConfig, submit_dir: str) -> tuple[Entries, dict
     return _tar_entries(tree), meta
 
 
-def _has_head(root: str) -> bool:
-    return subprocess.run(["git", "-C", root, "rev-parse", "--verify", "--quiet", "HEAD"], capture_output=True).returncode == 0
+def _head(root: str) -> Optional[str]:
+    """The commit checked out, or None in a repository without commits."""
+    proc = subprocess.run(["git", "-C", root, "rev-parse", "--verify", "--quiet", "HEAD^{commit}"], capture_output=True)
+    return proc.stdout.decode().strip() or None if proc.returncode == 0 else None
 
 
 def _tar_entries(blob: bytes) -> Entries:

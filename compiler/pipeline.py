@@ -55,6 +55,11 @@ def render_job(job: Job) -> Rendered:
 
 
 def plan(cfg: DictConfig, site: compiler.Site, package: Package = Package()) -> tuple[PlannedJob, ...]:
+    if cfg.get("experiment") is not None:  # several named tasks (nemorun.multitask); sweeps: nemorun.sweep
+        from nemorun.experiment import check_dependencies
+        from nemorun.multitask import plan_tasks
+
+        return tuple(e.planned for e in check_dependencies(plan_tasks(cfg, [], site)))
     compiler.check_config(cfg)
     job = compiler.compile_job(cfg, site, package=package)
     return (PlannedJob(job, render_job(job)),)
@@ -103,6 +108,10 @@ def launch_config(
     out: TextIO = sys.stdout,
 ) -> LaunchResult:
     site = site or default_site()
+    if cfg.get("experiment") is not None:
+        from nemorun import multitask
+
+        return multitask.launch(cfg, overrides, site, out)
     compiler.check_config(cfg)
     staged = packaging.stage(packaging.packager_config(cfg), site.submit_dir, site.experiment_dir(compiler.experiment_name(cfg)))
     planned = plan(cfg, site, package=staged.package if staged else Package())
@@ -134,6 +143,9 @@ def launch_config(
         assert handle is not None
         out.write(f"  job {p.job.name}: submitted as {handle.id}; logs: {record.job_dir(p.job.name)}\n")
     out.flush()
+    from nemorun import catalog
+
+    catalog.refresh(Path(site.home), record)
 
     exit_code = None
     if cfg.wait:

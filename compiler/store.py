@@ -3,11 +3,14 @@
 Layout (a public contract: ``nemorun exp`` and other tools read it)::
 
     experiment.json          id, name, created, target, submit dir, job names, kind
-                             (single | sweep | experiment), multirun, dependencies
+                             (single | sweep | experiment), multirun, arrays
+    jobs/<array>/            a job array (value-only sweep on Slurm): its artifacts and record.json
+                             (``array_of``: the jobs it runs); each of those jobs' record.json names
+                             the array and its index and holds its own task handle
     config.yaml              the composed config, interpolations unresolved (no secret values)
     overrides.yaml           the command-line overrides
     jobs/<job>/<artifact>    every rendered artifact, byte for byte as submitted
-    jobs/<job>/job.json      state of the job: rendered → submitted (handle) | failed-to-submit,
+    jobs/<job>/record.json      state of the job: rendered → submitted (handle) | failed-to-submit,
                              then the last state seen from the backend and the exit code;
                              ``attempted_at`` set while phase is still rendered = the launch died
                              during this job's submission (it may or may not exist on the backend)
@@ -34,7 +37,7 @@ from typing import Any, Iterable, Mapping, Optional
 from nemorun.states import AppState, Handle, JobStatus
 
 EXPERIMENT_FILE = "experiment.json"
-JOB_FILE = "job.json"
+JOB_FILE = "record.json"
 
 
 def nemorun_home() -> Path:
@@ -91,6 +94,12 @@ class JobRecord:
     # jobs (by name) this one waits for, and how (afterok, afterany, ...)
     depends_on: list[str] = field(default_factory=list)
     dependency_type: str = "afterok"
+    # an array job's record: the sweep jobs it runs, in array-index order
+    array_of: list[str] = field(default_factory=list)
+    array_parallelism: Optional[int] = None
+    # a sweep job run as a task of an array job: that job's name and this task's index
+    array: Optional[str] = None
+    array_index: Optional[int] = None
 
     @property
     def app_state(self) -> AppState:
@@ -130,6 +139,7 @@ class ExperimentRecord:
         job_names: Iterable[str],
         kind: str = "single",
         multirun: bool = False,
+        arrays: Optional[Mapping[str, list[str]]] = None,
     ) -> "ExperimentRecord":
         path = Path(home) / "experiments" / name / experiment_id
         path.mkdir(parents=True, exist_ok=False)
@@ -148,6 +158,8 @@ class ExperimentRecord:
                 "overrides": list(overrides),
                 "kind": kind,
                 "multirun": multirun,
+                # array job name -> the sweep jobs it runs (jobs/<array>/ holds its artifacts)
+                "arrays": dict(arrays or {}),
             },
         )
         from nemorun import catalog

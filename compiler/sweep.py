@@ -14,6 +14,19 @@ rest are patched:
 Values are parsed once per sweep override (``range(0,10000)`` is parsed once, not 10,000 times).
 Every job is compiled, rendered and validated before anything is submitted; shell scripts are
 syntax-checked in one batch (:func:`nemorun.validate.batched_shell_checks`).
+
+Job arrays. When the sweep's jobs differ only in values (:func:`array_job`) and the target module
+sets ``SUPPORTS_ARRAYS = True``, the sweep is submitted as ONE ``ir.Job`` with ``array_tasks``
+(task i = sweep job i, in order) and ``array_parallelism`` (``hydra.launcher.max_parallel``).
+The contract for such a target (Slurm):
+
+- ``render``: one ``sbatch.sh`` with ``--array=0-<n-1>[%<array_parallelism>]``; per-task logs
+  ``<remote job dir>/stdout-%a.log`` / ``stderr-%a.log``; the command chosen by
+  ``$SLURM_ARRAY_TASK_ID``: the step runs ``<remote>/function-$SLURM_ARRAY_TASK_ID.yaml``;
+  artifacts ``sbatch.sh`` plus ``function-<i>.yaml`` per array task (``function_spec_text``);
+- its submitter: ``array_task_handle(handle, index) -> Handle`` naming task ``index``
+  (``<job id>_<index>`` and that task's log paths), so ``status``/``logs``/``cancel`` work per
+  task (``squeue -r`` lists pending tasks one per line).
 """
 from __future__ import annotations
 
@@ -147,6 +160,7 @@ def plan_sweep(
     command_overrides: Sequence[str] = (),
     is_group: IsGroup = lambda key: False,
     on_job: Optional[Callable[[int], None]] = None,
+    package: Optional[Callable[[DictConfig], ir.Package]] = None,
 ) -> Iterator[SweepJob]:
     """Yield every job of the sweep compiled, rendered and validated (scripts: at the end).
 
@@ -156,6 +170,7 @@ def plan_sweep(
     table = ValueTable(command_overrides)
     groups: dict[tuple[str, ...], _Group] = {}
     names: Optional[list[str]] = None
+    experiment: Optional[str] = None
     with batched_shell_checks() as label:
         for index, job_overrides in enumerate(batch):
             parsed = [table.get(o) for o in job_overrides]
@@ -167,8 +182,11 @@ def plan_sweep(
                 compiler.check_config(cfg)
                 if names is None:
                     names = job_names(compiler._task_from(cfg).name, len(batch))
+                    experiment = compiler.experiment_name(cfg)
+                cfg.name = experiment  # every job of the sweep lives in the one experiment
                 label(f"job {names[index]}")
-                job = compiler.compile_job(cfg, site, job_name=names[index])
+                staged = package(cfg) if package is not None else ir.Package()
+                job = compiler.compile_job(cfg, site, job_name=names[index], package=staged)
                 groups[selection] = _Group(cfg, job, {k: p.value() for k, p in values.items()})
             else:
                 label(f"job {names[index]}")
@@ -198,7 +216,7 @@ def _patched(group: _Group, values: Mapping[str, Any], site: compiler.Site, name
         raise ConfigError(f"job {name}: {_first_line(exc)}") from exc
     if not all(_primitive(p.value()) for p in values.values()):
         compiler.check_config(group.cfg)
-    return compiler.compile_job(group.cfg, site, job_name=name)
+    return compiler.compile_job(group.cfg, site, job_name=name, package=group.first.package)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -210,6 +228,21 @@ def _first_line(exc: BaseException) -> str:
 
 
 _MISSING = object()
+
+
+def stage_once(site: compiler.Site) -> tuple[list[Any], Callable[[DictConfig], ir.Package]]:
+    """(holder, package function): one archive for the whole sweep, built at the first compose."""
+    from nemorun import packaging
+
+    staged: list[Any] = []
+
+    def package(cfg: DictConfig) -> ir.Package:
+        if not staged:
+            staged.append(packaging.stage(packaging.packager_config(cfg), site.submit_dir,
+                                          site.experiment_dir(compiler.experiment_name(cfg))))
+        return staged[0].package if staged[0] else ir.Package()
+
+    return staged, package
 
 
 # A dry run prints at most this many job lines in its summary, then the first job's artifacts.
@@ -232,8 +265,45 @@ def _varying(batch: Sequence[Sequence[str]]) -> list[int]:
     return [i for i in range(len(first)) if any(len(j) != len(first) or j[i] != first[i] for j in batch[1:])]
 
 
+def supports_arrays(target: str) -> bool:
+    """A target renders ``ir.Job.array_tasks`` (and its submitter has ``array_task_handle``)."""
+    from nemorun.targets import target_module
+
+    return bool(getattr(target_module(target), "SUPPORTS_ARRAYS", False))
+
+
+def array_job(jobs: Sequence[ir.Job], parallelism: Optional[int] = None) -> Optional[ir.Job]:
+    """ONE array job for sweep jobs that differ only in their task's values, else None.
+
+    The rule: every job is a function task, and its IR equals the first's once name, job folder
+    and task params are set aside — so array task i differs only by its ``function-<i>.yaml``.
+    (Sweeps of inline or script tasks stay separate jobs.)
+    """
+    if len(jobs) < 2:
+        return None
+    first = jobs[0]
+    for job in jobs:
+        if job.task.kind != "function" or dataclasses.replace(job.task, params=first.task.params) != first.task:
+            return None
+        if dataclasses.replace(job, name=first.name, job_dir=first.job_dir, task=first.task) != first:
+            return None
+    name = f"{first.task.name}-array"
+    return dataclasses.replace(
+        first, name=name, job_dir=os.path.join(os.path.dirname(first.job_dir), name),
+        array_tasks=tuple(ir.ArrayTask(j.name, j.task) for j in jobs), array_parallelism=parallelism,
+    )
+
+
+def plan_array(entries: Sequence[Any], max_parallel: Optional[int] = None) -> Optional[PlannedJob]:
+    """The array job of a sweep's entries, rendered and validated, when its target has arrays."""
+    if not entries or not supports_arrays(entries[0].planned.rendered.target):
+        return None
+    job = array_job([e.planned.job for e in entries], max_parallel)
+    return PlannedJob(job, render_job(job)) if job is not None else None
+
+
 def config_yaml(cfg: DictConfig) -> str:
-    return OmegaConf.to_yaml(OmegaConf.masked_copy(cfg, [k for k in cfg.keys() if k != "hydra"]))
+    return OmegaConf.to_yaml(OmegaConf.masked_copy(cfg, [str(k) for k in cfg.keys() if k != "hydra"]))
 
 
 def run_sweep(
@@ -246,12 +316,20 @@ def run_sweep(
     dryrun: bool,
     render_dir: Optional[str],
     out: TextIO,
+    max_parallel: Optional[int] = None,
 ) -> SweepResult:
-    """The whole sweep as ONE experiment: plan every job, then (unless a dry run) record and submit."""
-    from nemorun.experiment import Entry, create_record, submit_entries, write_render_dir
+    """The whole sweep as ONE experiment: plan every job, then (unless a dry run) record and submit.
+
+    On targets that support job arrays, jobs that differ only in values become ONE array job
+    (at most ``max_parallel`` tasks at once); its artifacts are what a dry run shows.
+    """
+    from nemorun.experiment import Entry, create_record, submit_array, submit_entries, write_render_dir
     from nemorun.pipeline import format_dryrun
 
+    from nemorun import packaging
+
     first_cfg: list[DictConfig] = []
+    staged, package = stage_once(site)
 
     def composing(overrides: list[str]) -> DictConfig:
         cfg = compose(overrides)
@@ -259,19 +337,42 @@ def run_sweep(
             first_cfg.append(cfg)
         return cfg
 
-    jobs = plan_sweep(batch, composing, site, command_overrides=command_overrides, is_group=is_group)
+    jobs = plan_sweep(batch, composing, site, command_overrides=command_overrides, is_group=is_group, package=package)
     varying = _varying(batch)
     count = len(batch)
     if dryrun:
         summary: list[str] = []
         first: Optional[SweepJob] = None
+        ir_jobs: list[ir.Job] = []
         for sj in jobs:
             first = first or sj
+            if supports_arrays(first.planned.rendered.target):
+                ir_jobs.append(sj.planned.job)
             if render_dir:
                 write_render_dir([sj.planned], render_dir, single=count == 1)
             if sj.index < SUMMARY_LINES:
                 summary.append(f"#   {sj.name}: {' '.join(sj.overrides[i] for i in varying) or '(no varying override)'}\n")
         assert first is not None
+        array = array_job(ir_jobs, max_parallel)
+        if array is not None:
+            full = PlannedJob(array, render_job(array))
+            if render_dir:
+                write_render_dir([full], render_dir, single=False)
+            # the script and the first task's files; the other tasks' go to render_dir
+            shown_names = list(full.rendered.artifacts)[:2]
+            shown = PlannedJob(array, dataclasses.replace(
+                full.rendered, artifacts={n: full.rendered.artifacts[n] for n in shown_names}))
+            out.write(f"# dry run: sweep of {count} jobs as ONE job array ({array.name}), experiment {array.experiment_name} "
+                      f"({shown.rendered.target}); every job rendered and validated, nothing submitted\n")
+            out.write("".join(summary))
+            if count > SUMMARY_LINES:
+                out.write(f"#   ... and {count - SUMMARY_LINES} more\n")
+            out.write(format_dryrun([shown]))
+            hidden = len(full.rendered.artifacts) - len(shown_names)
+            if hidden:
+                where = f"written to {render_dir}/{array.name}/" if render_dir else "add render_dir=DIR to write them"
+                out.write(f"# ... and {hidden} more artifacts of this array ({where})\n")
+            return SweepResult(site.experiment_id, array.experiment_name, [])
         out.write(f"# dry run: sweep of {count} jobs, experiment {first.planned.job.experiment_name} "
                   f"({first.planned.rendered.target}); every job rendered and validated, nothing submitted\n")
         out.write("".join(summary))
@@ -284,17 +385,22 @@ def run_sweep(
 
     entries = [Entry(sj.planned, sj.overrides) for sj in jobs]  # raises before anything is written
     head = entries[0].planned
+    array = plan_array(entries, max_parallel)
     if render_dir:
-        write_render_dir((e.planned for e in entries), render_dir, single=count == 1)
+        write_render_dir([array] if array else (e.planned for e in entries), render_dir, single=count == 1)
     record = create_record(
         home=site.home, name=head.job.experiment_name, experiment_id=site.experiment_id, target=head.rendered.target,
         config_yaml=config_yaml(first_cfg[0]), overrides=command_overrides, submit_dir=site.submit_dir,
-        entries=entries, kind="sweep", multirun=True,
+        entries=entries, kind="sweep", multirun=True, array=array,
     )
+    packaging.commit(staged[0] if staged else None, record.path)
     out.write(f"experiment {head.job.experiment_name}/{site.experiment_id} ({head.rendered.target}): "
               f"{count} jobs in {record.path}\n")
     out.flush()
-    submit_entries(record, entries, out, quiet=count > SUMMARY_LINES)
+    if array is not None:
+        submit_array(record, array, out)
+    else:
+        submit_entries(record, entries, out, quiet=count > SUMMARY_LINES)
     if count > SUMMARY_LINES:
         out.write(f"  submitted {count} jobs; see: nemorun exp status {site.experiment_id}\n")
     return SweepResult(site.experiment_id, head.job.experiment_name, [e.name for e in entries], str(record.path))

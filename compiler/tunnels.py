@@ -173,7 +173,7 @@ _OPEN: dict[tuple[Any, ...], Tunnel] = {}
 
 def tunnel_spec(cfg: Any) -> dict[str, Any]:
     """The tunnel config as a plain dict (what a handle stores to find the cluster again)."""
-    return asdict(cfg) if is_dataclass(cfg) else dict(cfg)
+    return asdict(cfg) if is_dataclass(cfg) and not isinstance(cfg, type) else dict(cfg)
 
 
 def open_tunnel(cfg: Any) -> Tunnel:

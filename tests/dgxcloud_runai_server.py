@@ -6,7 +6,7 @@ operation of the 2.24 OpenAPI spec; a body must pass its request schema in stric
 keys and a non-UUID clusterId included). A violation is answered 400 and kept in
 ``violations``, which the fixture asserts empty at teardown. Replies follow the spec's response
 shapes: token, project list, 202 + workload on create, phase progression on GET
-(Creating → Pending → Running → Completed), 202 on suspend and delete, ``{code, message}`` errors.
+(Creating → Pending → Running; ``set_phase`` ends it), 202 on suspend and delete, ``{code, message}`` errors.
 
 Switches: ``expire_tokens()`` (next call gets 401, as an expired token does) and
 ``inject(status, ...)`` (the next matching requests get that status, e.g. 429 with Retry-After,
@@ -24,7 +24,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from tests.contracts import runai_request_errors
 
-PROGRESSION = ("Creating", "Pending", "Running", "Completed")
+PROGRESSION = ("Creating", "Pending", "Running")
 
 
 @dataclass

@@ -81,15 +81,16 @@ class FakeKube:
             return self._status(404, "NotFound", "the server could not find the requested resource")
         ns, name = m.group(1), m.group(2)
         resource = "trainjobs" if m.re is TRAINJOBS else "configmaps" if m.re is CONFIGMAPS else "pods"
+        group = "trainer.kubeflow.org" if resource == "trainjobs" else ""
+        full = f"{resource}.{group}" if group else resource
         if ns in self.forbidden_namespaces:
             verb = {"POST": "create", "PUT": "update", "DELETE": "delete", "GET": "get" if name else "list"}[method]
-            group = "trainer.kubeflow.org" if resource == "trainjobs" else ""
-            return self._status(403, "Forbidden", f'{resource}{"." + group if group else ""}{" " + repr(name).replace(chr(39), chr(34)) if name else ""} is forbidden: User "system:serviceaccount:ci:tester" cannot {verb} resource "{resource}" in API group "{group}" in the namespace "{ns}"')
+            who = f'{full} "{name}"' if name else full
+            return self._status(403, "Forbidden", f'{who} is forbidden: User "system:serviceaccount:ci:tester" cannot {verb} resource "{resource}" in API group "{group}" in the namespace "{ns}"')
         if resource == "pods":
             return self._pods(ns, name, bool(m.group(3)), query)
         store = self.trainjobs if resource == "trainjobs" else self.configmaps
         kind = "TrainJob" if resource == "trainjobs" else "ConfigMap"
-        full = f'{resource}{".trainer.kubeflow.org" if resource == "trainjobs" else ""}'
         if method in ("POST", "PUT"):
             assert body is not None
             if body.get("metadata", {}).get("namespace", ns) != ns:

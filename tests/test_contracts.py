@@ -6,13 +6,20 @@ import base64
 import copy
 import hashlib
 import re
+import sys
 from pathlib import Path
 
 import pytest
 
+_HERE = Path(__file__).resolve().parent
 try:
     from tests import contracts as C
-except ImportError:  # tests/ on sys.path (pytest rootdir-less / prepend import mode)
+
+    if Path(C.__file__).resolve().parent != _HERE / "contracts":  # some other "tests" package
+        raise ImportError
+except ImportError:
+    if str(_HERE) not in sys.path:
+        sys.path.insert(0, str(_HERE))
     import contracts as C  # type: ignore[no-redef]
 
 CONTRACTS_DIR = Path(C.__file__).resolve().parent
@@ -70,6 +77,43 @@ def test_trainjob_podtemplateoverrides_is_v21_only():
     assert C.trainjob_errors(doc, version="v2.1") == []
     with pytest.raises(AssertionError, match="podTemplateOverrides"):
         C.assert_valid_trainjob(doc)
+
+
+RUNTIME_PATCHES_TRAINJOB = {  # kubeflow/trainer examples/yaml/02-runtime-patches.yaml (script shortened)
+    "apiVersion": "trainer.kubeflow.org/v1alpha1",
+    "kind": "TrainJob",
+    "metadata": {"name": "runtime-patches-example"},
+    "spec": {
+        "runtimeRef": {"apiGroup": "trainer.kubeflow.org", "kind": "ClusterTrainingRuntime",
+                       "name": "torch-distributed"},
+        "trainer": {
+            "numNodes": 2,
+            "command": ["torchrun", "--no-python", "python3", "-c", "print(1)"],
+            "env": [{"name": "CUSTOM_VAR", "value": "custom-value"}, {"name": "PYTHONUNBUFFERED", "value": "1"}],
+            "resourcesPerNode": {"requests": {"cpu": "2", "memory": "4Gi"}, "limits": {"cpu": "4", "memory": "8Gi"}},
+        },
+        "runtimePatches": [{
+            "manager": "example.io/platform-team",
+            "trainingRuntimeSpec": {"template": {
+                "metadata": {"labels": {"team": "ml-platform"}, "annotations": {"prometheus.io/scrape": "true"}},
+                "spec": {"replicatedJobs": [{"name": "node", "template": {"spec": {"template": {"spec": {
+                    "serviceAccountName": "training-sa",
+                    "nodeSelector": {"node-type": "training"},
+                    "tolerations": [{"key": "training-workload", "operator": "Equal", "value": "true",
+                                     "effect": "NoSchedule"}],
+                }}}}}]},
+            }},
+        }],
+    },
+}
+
+
+def test_trainjob_runtime_patches_is_v22_only():
+    assert C.trainjob_errors(RUNTIME_PATCHES_TRAINJOB) == []
+    assert _has(C.trainjob_errors(RUNTIME_PATCHES_TRAINJOB, "v2.1"), "runtimePatches")
+    doc = copy.deepcopy(RUNTIME_PATCHES_TRAINJOB)
+    doc["spec"]["runtimePatches"].append(copy.deepcopy(doc["spec"]["runtimePatches"][0]))  # same manager
+    assert _has(C.trainjob_errors(doc), "spec/runtimePatches/1", "Duplicate value")
 
 
 def test_trainjob_unknown_field_is_error_in_strict_mode():
@@ -342,7 +386,8 @@ def test_skypilot_good():
     assert C.skypilot_task_errors(GOOD_SKY_TASK) == []
     task = copy.deepcopy(GOOD_SKY_TASK)
     task["file_mounts"]["/data"] = {"name": "my-bucket", "source": "s3://my-bucket", "mode": "mount"}
-    task["resources"]["disk_tier"] = "HIGH"  # case_insensitive_enum
+    task["resources"]["cloud"] = "Kubernetes"  # case_insensitive_enum
+    del task["resources"]["infra"]
     assert C.skypilot_task_errors(task) == []
 
 
@@ -357,7 +402,7 @@ def test_skypilot_runn_typo():
     (lambda t: t.__setitem__("num_nodes", "two"), "num_nodes"),
     (lambda t: t["resources"].__setitem__("accelerator", "H100:8"), "accelerator"),
     (lambda t: t["resources"].__setitem__("use_spot", "maybe"), "resources/use_spot"),
-    (lambda t: t["resources"].__setitem__("disk_tier", "fastest"), "resources/disk_tier"),
+    (lambda t: t["resources"].__setitem__("cloud", "k8s"), "resources/cloud"),  # case_insensitive_enum
     (lambda t: t["envs"].__setitem__("HF_TOKEN", None), "envs/HF_TOKEN"),
     (lambda t: t["envs"].__setitem__("1BAD", "x"), "envs"),
     (lambda t: t["file_mounts"].__setitem__("/d", {"name": "b", "mode": "MOUNT", "sorce": "s3://b"}), "sorce"),

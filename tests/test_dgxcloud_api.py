@@ -79,8 +79,11 @@ def handle_of(record: ExperimentRecord, job: str = "hello") -> Handle:
     return handle
 
 
-def test_cli_submit_then_status_and_cancel(runai: RunaiServer, cli_env: dict[str, str], nemorun_home: Path, tmp_path: Path) -> None:
+def test_cli_submit_then_status_and_cancel(
+    runai: RunaiServer, cli_env: dict[str, str], nemorun_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     cli_env["DGX_APP_SECRET"] = SECRET
+    monkeypatch.setenv("DGX_APP_SECRET", SECRET)  # for status/cancel in this process
     render_dir = tmp_path / "render"
     proc = run_cli(overrides(runai, "executor.nodes=2", "executor.gpus_per_node=8", f"render_dir={render_dir}"), env=cli_env)
     assert proc.returncode == 0, proc.stderr

@@ -138,7 +138,7 @@ def test_multi_node_on_a_single_node_form_is_refused() -> None:
     [
         ("[--nproc-per-nodes, '2']", "torchrun has no option --nproc-per-nodes; did you mean --nproc-per-node"),
         ("[--nnodes, '2']", "--nnodes is set by nemorun"),
-        ("[--nproc_per_node=2]", "--nproc_per_node is set by nemorun"),
+        ("['--nproc_per_node=2']", "--nproc_per_node is set by nemorun"),
         ("[--tee]", "option --tee needs a value"),
         ("[stray]", "'stray' is not a torchrun option"),
     ],

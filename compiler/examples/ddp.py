@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 
 
 def report(backend: str = "gloo") -> int:
@@ -20,11 +21,12 @@ def report(backend: str = "gloo") -> int:
         rank, world = dist.get_rank(), dist.get_world_size()
         value = torch.tensor([float(rank)])
         dist.all_reduce(value)
-        print(
+        # one write per line: ranks share stdout, and print() writes text and newline separately
+        sys.stdout.write(
             f"rank={rank} world_size={world} local_rank={os.environ.get('LOCAL_RANK')} "
-            f"rank_sum={int(value.item())} host={socket.gethostname()}",
-            flush=True,
+            f"rank_sum={int(value.item())} host={socket.gethostname()}\n"
         )
+        sys.stdout.flush()
         return 0 if int(value.item()) == world * (world - 1) // 2 else 1
     finally:
         dist.destroy_process_group()

@@ -24,6 +24,7 @@ _MODULES = (
     "nemorun.schemas.lepton",
     "nemorun.schemas.launchers",
     "nemorun.schemas.packagers",
+    "nemorun.schemas.experiment",
 )
 
 _registered = False

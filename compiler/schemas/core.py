@@ -66,6 +66,8 @@ class RootConfig:
     packager: Any = MISSING
     launcher: Any = MISSING
     task: Any = None
+    # several named tasks launched as one experiment (conf/experiment/); see nemorun.multitask
+    experiment: Any = None
     # experiment title; defaults to the task's name
     name: Optional[str] = None
     # render and validate every artifact, print it, submit nothing

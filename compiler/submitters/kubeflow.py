@@ -14,6 +14,7 @@ TrainJob (Kubernetes' garbage collector removes its JobSet and pods) and its Con
 from __future__ import annotations
 
 import json
+import os
 from typing import Any, Iterator, Optional, Sequence
 
 from nemorun import configmap_packaging as cmp
@@ -40,7 +41,8 @@ def _clients() -> _Clients:
     except ImportError as exc:
         raise SubmitError(f"executor=kubeflow needs the kubernetes client: pip install 'kubernetes>=30,<38' ({exc})") from exc
     try:
-        api = config.new_client_from_config()
+        # KUBECONFIG is read here, not at import time as the client's own default does
+        api = config.new_client_from_config(config_file=os.environ.get("KUBECONFIG") or None)
     except (ConfigException, OSError) as kube_exc:
         try:
             config.load_incluster_config()
@@ -54,9 +56,10 @@ def _api_message(exc: Any) -> str:
     """The apiserver's own message (``Status.message``) out of an ApiException, else its reason."""
     body = getattr(exc, "body", None)
     try:
-        return one_line(json.loads(body)["message"])
+        message = json.loads(body)["message"] if body else ""
     except (TypeError, ValueError, KeyError):
-        return one_line(str(body or getattr(exc, "reason", "") or exc))
+        message = ""
+    return one_line(str(message or body or getattr(exc, "reason", "") or exc))
 
 
 def _call(clients: _Clients, what: str, fn: Any, *args: Any, ok: tuple[int, ...] = (), hint: str = "", **kwargs: Any) -> Any:
@@ -139,7 +142,8 @@ def status(handles: Sequence[Handle]) -> dict[str, JobStatus]:
             clients, f"reading TrainJob {ns}/{name}", clients.custom.get_namespaced_custom_object,
             target.API_GROUP, target.API_VERSION, ns, target.PLURAL, name, ok=(404,),
         )  # fmt: skip
-        out[h.id] = state_of(obj) if obj is not None else JobStatus(AppState.UNKNOWN, None, "TrainJob not found (deleted?)")
+        # Trainer keeps finished TrainJobs (no TTL): one that is gone was deleted, i.e. cancelled
+        out[h.id] = state_of(obj) if obj is not None else JobStatus(AppState.CANCELLED, None, "TrainJob deleted")
     return out
 
 

@@ -11,13 +11,16 @@ from __future__ import annotations
 import posixpath
 import re
 import time
+import uuid
 from typing import Callable, Iterator, Mapping, Optional, Sequence
 
 from nemorun import tunnels
 from nemorun.errors import SubmitError, one_line
 from nemorun.ir import Job, Rendered
 from nemorun.states import AppState, Handle, JobStatus
-from nemorun.targets.slurm import CODE_DIR, SBATCH_SCRIPT, STDERR, STDOUT, remote_job_dir
+from nemorun.targets.slurm import (
+    ARRAY_STDERR, ARRAY_STDOUT, CODE_DIR, SBATCH_SCRIPT, STDERR, STDOUT, remote_archive, remote_job_dir,
+)
 
 # Slurm job states -> AppState (as TorchX's slurm_scheduler); anything else is UNKNOWN
 SLURM_STATES: Mapping[str, AppState] = {
@@ -44,12 +47,7 @@ def submit(rendered: Rendered, job: Job) -> Handle:
     tunnels.check(tunnel.run(["mkdir", "-p", remote]), f"creating {remote}", tunnel.label)
     for name, text in rendered.artifacts.items():
         tunnel.write(posixpath.join(remote, name), text.encode(), 0o755 if name.endswith(".sh") else 0o644)
-    if job.package.archive:
-        archive = posixpath.join(remote, "code.tar.gz")
-        tunnel.put(job.package.archive, archive)
-        unpack = posixpath.join(remote, CODE_DIR)
-        tunnels.check(tunnel.run(["mkdir", "-p", unpack]), f"creating {unpack}", tunnel.label)
-        tunnels.check(tunnel.run(["tar", "-xzf", archive, "-C", unpack]), f"unpacking {archive}", tunnel.label)
+    code = ship_code(tunnel, job) if job.package.archive else None
     r = tunnel.run(["sbatch", "--parsable", posixpath.join(remote, SBATCH_SCRIPT)])
     if r.rc != 0:
         raise SubmitError(f"sbatch on {tunnel.label} refused job {job.name}: {one_line(r.stderr or r.stdout)}")
@@ -65,8 +63,25 @@ def submit(rendered: Rendered, job: Job) -> Handle:
             "job_dir": remote,
             "stdout": posixpath.join(remote, STDOUT),
             "stderr": posixpath.join(remote, STDERR),
+            **({"code": code} if code else {}),
         },
     )
+
+
+def ship_code(tunnel: tunnels.Tunnel, job: Job) -> dict[str, object]:
+    """Upload the archive unless the cluster already has this digest, then unpack it into
+    ``<job dir>/code``. The upload lands under a temporary name and is renamed, so a file with
+    the archive's name is always complete (a concurrent or interrupted upload never counts)."""
+    local, remote = str(job.package.archive), str(remote_archive(job))
+    unpack = posixpath.join(remote_job_dir(job), CODE_DIR)
+    tunnels.check(tunnel.run(["mkdir", "-p", posixpath.dirname(remote), unpack]), f"creating {unpack}", tunnel.label)
+    uploaded = remote != local and tunnel.run(["test", "-f", remote]).rc != 0
+    if uploaded:
+        part = f"{remote}.part-{uuid.uuid4().hex[:8]}"
+        tunnel.put(local, part)
+        tunnels.check(tunnel.run(["mv", "-f", part, remote]), f"storing {remote}", tunnel.label)
+    tunnels.check(tunnel.run(["tar", "-xzf", remote, "-C", unpack]), f"unpacking {remote}", tunnel.label)
+    return {"archive": remote, "sha256": job.package.sha256, "uploaded": uploaded}
 
 
 def _exit_code(text: str) -> Optional[int]:
@@ -148,6 +163,13 @@ def status(handles: Sequence[Handle]) -> dict[str, JobStatus]:
     for group in groups.values():
         out.update(_status_on(_tunnel(group[0]), [h.id for h in group]))
     return out
+
+
+def array_task_handle(handle: Handle, index: int) -> Handle:
+    """Task ``index`` of an array job (a sweep, nemorun.sweep): ``<id>_<index>`` and its own logs."""
+    remote = handle.data["job_dir"]
+    logs = {k: posixpath.join(remote, name.replace("%a", str(index))) for k, name in (("stdout", ARRAY_STDOUT), ("stderr", ARRAY_STDERR))}
+    return Handle(backend="slurm", id=f"{handle.id}_{index}", data={**handle.data, **logs})
 
 
 def cancel(handle: Handle) -> None:

@@ -4,6 +4,15 @@ Artifacts: ``sbatch.sh`` (sorted ``#SBATCH`` header, environment, setup lines, o
 step; Pyxis ``--container-*`` options on the step when ``container_image`` is set, otherwise
 ``--chdir`` into the unpacked code), plus ``function.yaml`` for function tasks.
 
+Launchers (torchrun, ft) start ONCE PER NODE and spawn the ranks themselves: the step gets
+``--nodes=N --ntasks=N --ntasks-per-node=1``, the launcher's rendezvous lines
+(:func:`nemorun.launchers.setup_lines`) run in the batch script, and a multi-node command runs
+as ``bash -c '<launcher command>'`` so ``$SLURM_NODEID`` expands on each node.
+
+Packaged code: the submitter unpacks the archive into ``<remote job dir>/code`` before
+``sbatch``; the archive itself is kept once per digest in ``<job_dir base>/archives/`` on the
+cluster (:func:`remote_archive`), so the same code is not uploaded twice.
+
 Where things live on the cluster is decided here from the IR only (no clock, no probing): the
 remote job dir is ``<executor.job_dir | tunnel.job_dir>/<experiment>/<experiment id>/<job>``,
 or the local record's job dir when neither is set (local tunnel on a login node).
@@ -16,16 +25,21 @@ import shlex
 from typing import Any, Callable, Iterable, Mapping, Optional
 
 from nemorun import launchers
-from nemorun.command import FUNCTION_SPEC, function_artifacts, task_argv
+from nemorun.command import FUNCTION_SPEC, function_artifacts, function_spec_text, task_argv
 from nemorun.errors import ArtifactError
 from nemorun.ir import Job, Rendered
-from nemorun.render import render_template, shquote
+from nemorun.render import Raw, render_template, shjoin, shquote
 from nemorun.slurm_flags import unknown_option
 from nemorun.validate import check_shell_syntax
 
 SBATCH_SCRIPT = "sbatch.sh"
 STDOUT, STDERR = "stdout.log", "stderr.log"
 CODE_DIR = "code"
+# value-only sweeps arrive as ONE job with ir.Job.array_tasks (nemorun.sweep): --array, a log
+# pair and a function-<i>.yaml per array task, the step picking its spec by SLURM_ARRAY_TASK_ID
+SUPPORTS_ARRAYS = True
+ARRAY_STDOUT, ARRAY_STDERR = "stdout-%a.log", "stderr-%a.log"
+ARCHIVES_DIR = "archives"
 # srun step defaults (as NeMo-Run): end the step when one task fails; wait at most 60 s for the rest
 _STEP_DEFAULTS: Mapping[str, Any] = {"kill-on-bad-exit": 1, "wait": 60}
 
@@ -33,8 +47,8 @@ _STEP_DEFAULTS: Mapping[str, Any] = {"kill-on-bad-exit": 1, "wait": 60}
 def remote_job_dir(job: Job) -> str:
     base = job.executor.job_dir or job.executor.tunnel.job_dir
     if not base:
-        return job.job_dir
-    return posixpath.join(base, job.experiment_name, job.experiment_id, job.name)
+        return str(job.job_dir)
+    return posixpath.join(str(base), job.experiment_name, job.experiment_id, job.name)
 
 
 def code_dir(job: Job) -> Optional[str]:
@@ -42,6 +56,17 @@ def code_dir(job: Job) -> Optional[str]:
     if not job.package.archive:
         return None
     return posixpath.join(remote_job_dir(job), CODE_DIR, job.package.workdir_subpath).rstrip("/")
+
+
+def remote_archive(job: Job) -> Optional[str]:
+    """Where the code archive is kept on the cluster: one file per digest under the job-dir base,
+    shared by all experiments (an archive already there is not uploaded again). Without a base
+    (local tunnel, job dirs in the local record) it is the record's own copy, already in place."""
+    archive = job.package.archive
+    base = job.executor.job_dir or job.executor.tunnel.job_dir
+    if not archive or not base:
+        return archive
+    return posixpath.join(str(base), ARCHIVES_DIR, posixpath.basename(archive))
 
 
 def workdir(job: Job) -> str:
@@ -104,6 +129,10 @@ def sbatch_options(job: Job) -> dict[str, Any]:
         "open-mode": "append" if job.retries > 0 else None,
         "chdir": None if job.image else workdir(job),
     }
+    if job.array_tasks:
+        parallel = f"%{job.array_parallelism}" if job.array_parallelism else ""
+        options.update(array=f"0-{len(job.array_tasks) - 1}{parallel}",
+                       output=posixpath.join(remote, ARRAY_STDOUT), error=posixpath.join(remote, ARRAY_STDERR))
     for key in ("account", "partition", "qos", "constraint", "exclude", "reservation", "comment", "signal"):
         options[key] = getattr(ex, key)
     options.update({str(k).replace("_", "-"): v for k, v in ex.additional_parameters.items()})
@@ -112,6 +141,9 @@ def sbatch_options(job: Job) -> dict[str, Any]:
 
 def srun_options(job: Job) -> list[str]:
     ex, options = job.executor, dict(_STEP_DEFAULTS)
+    if job.launcher.kind != "none":  # one launcher per node; it spawns the ranks itself
+        nodes = job.resources.nodes
+        options.update({"nodes": nodes, "ntasks": nodes, "ntasks-per-node": 1})
     if job.image:
         remote = remote_job_dir(job)
         options["container-image"] = job.image
@@ -122,23 +154,40 @@ def srun_options(job: Job) -> list[str]:
     return option_words(options, shquote) + [shquote(a) for a in ex.srun_args]
 
 
+def step_command(job: Job, remote: str) -> list[str]:
+    """The step's command: the task under its launcher. Words the node's shell must expand
+    (``$head_node``, ``$SLURM_NODEID``) need a shell on each node, not the batch script's."""
+    spec = posixpath.join(remote, FUNCTION_SPEC)
+    if job.array_tasks:  # expanded on the node: each array task runs its own function-<i>.yaml
+        spec = Raw(shquote(posixpath.join(remote, "function-")) + '"$SLURM_ARRAY_TASK_ID".yaml')
+    argv = launchers.wrap(job, task_argv(job, spec), form="slurm")
+    if any(isinstance(word, Raw) for word in argv):
+        return ["bash", "-c", shjoin(argv)]
+    return argv
+
+
 def render(job: Job) -> Rendered:
     remote = remote_job_dir(job)
-    argv = launchers.wrap(job, task_argv(job, posixpath.join(remote, FUNCTION_SPEC)), form="slurm")
     script = render_template(
         "slurm/sbatch.sh.j2",
         job=job,
         sbatch_lines=option_words(sbatch_options(job), sbatch_quote),
         srun_options=srun_options(job),
-        command=argv,
+        launcher_setup=launchers.setup_lines(job, "slurm"),
+        code_dir=code_dir(job),
+        command=step_command(job, remote),
         submit_command=submit_command(remote),
     )
     return Rendered(
         target="slurm",
         job_name=job.name,
-        artifacts={SBATCH_SCRIPT: script, **function_artifacts(job)},
+        artifacts={SBATCH_SCRIPT: script, **(array_artifacts(job) if job.array_tasks else function_artifacts(job))},
         submit_command=submit_command(remote),
     )
+
+
+def array_artifacts(job: Job) -> dict[str, str]:
+    return {f"function-{i}.yaml": function_spec_text(t.task) for i, t in enumerate(job.array_tasks)}
 
 
 def submit_command(remote: str) -> str:
@@ -154,17 +203,21 @@ def _check_names(words: Iterable[str], program: str, where: str) -> None:
 
 
 def srun_commands(script: str) -> list[list[str]]:
-    """The option words of every ``srun`` line of a script (up to the step's own command)."""
+    """The option words of every ``srun`` line of a script (up to the step's own command).
+
+    Tokens are read lazily from the ``srun`` word on, so a quoted argument spanning lines
+    later in the command does not matter."""
+    text = script.replace("\\\n", " ")
     found = []
-    for line in script.replace("\\\n", " ").splitlines():
-        words = shlex.split(line, comments=True) if line.lstrip().startswith("srun") else []
-        if words and words[0] == "srun":
-            opts = []
-            for w in words[1:]:
-                if not w.startswith("-"):
-                    break
-                opts.append(w)
-            found.append(opts)
+    for m in re.finditer(r"^[ \t]*srun[ \t]", text, flags=re.M):
+        lexer = shlex.shlex(text[m.end():], posix=True, punctuation_chars=False)
+        lexer.whitespace_split = True
+        opts = []
+        for word in iter(lexer.get_token, None):
+            if not word.startswith("-"):
+                break
+            opts.append(word)
+        found.append(opts)
     return found
 
 

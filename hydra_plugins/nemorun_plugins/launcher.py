@@ -12,8 +12,8 @@ job's exit code as its return value (a failed job is a failed trial).
 
 Imported by Hydra's plugin scan at every start-up, so nemorun itself is imported lazily.
 """
-from __future__ import annotations
-
+# No `from __future__ import annotations`: Hydra's plugin scan executes this module without a
+# sys.modules entry, and dataclasses must then see real annotations, not strings.
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Optional, Sequence
@@ -32,13 +32,16 @@ GRID_SWEEPERS = (
 @dataclass
 class NemorunLauncherConf:
     _target_: str = "hydra_plugins.nemorun_plugins.launcher.NemorunLauncher"
+    # job arrays (Slurm): at most this many array tasks run at once (--array=0-N%max_parallel)
+    max_parallel: Optional[int] = None
 
 
 ConfigStore.instance().store(group="hydra/launcher", name="nemorun", node=NemorunLauncherConf, provider="nemorun")
 
 
 class NemorunLauncher(Launcher):
-    def __init__(self) -> None:
+    def __init__(self, max_parallel: Optional[int] = None) -> None:
+        self.max_parallel = max_parallel
         self.config: Optional[DictConfig] = None
         self.hydra_context: Any = None
 
@@ -70,7 +73,7 @@ class NemorunLauncher(Launcher):
         def is_group(key: str) -> bool:
             return bool(loader.repository.group_exists(key.replace(".", "/")))
 
-        command = [str(o) for o in OmegaConf.to_container(config.hydra.overrides.task, resolve=False)]
+        command = [str(o) for o in OmegaConf.to_container(config.hydra.overrides.task, resolve=False) or []]
 
         def compose(overrides: list[str]) -> DictConfig:
             """Hydra already composed the sweep's master config (every override but the swept
@@ -91,6 +94,7 @@ class NemorunLauncher(Launcher):
             dryrun=bool(config.get("dryrun", False)),
             render_dir=config.get("render_dir"),
             out=sys.stdout,
+            max_parallel=self.max_parallel,
         )
         codes = _wait_for(result) if wait and result.record_path else {}
         returns = []

@@ -9,8 +9,8 @@
 The whole grid is ONE batch, so the launcher sees the whole sweep and makes it one experiment.
 Imported by Hydra's plugin scan at every start-up: Hydra and dataclasses only.
 """
-from __future__ import annotations
-
+# No `from __future__ import annotations`: Hydra's plugin scan executes this module without a
+# sys.modules entry, and dataclasses must then see real annotations, not strings.
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional
 

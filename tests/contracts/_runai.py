@@ -189,5 +189,9 @@ def runai_request_errors(method: str, path: str, body: Any = None) -> list[str]:
             return [f"{method.upper()} {template}: operation takes no request body, got {type(body).__name__}"]
         return []
     if empty:
-        return [f"{method.upper()} {template}: request body ({name}) is required"] if required else []
+        # OpenAPI's requestBody.required defaults to false and this spec rarely sets it; a missing
+        # body is still an error when even an empty object would not satisfy the schema.
+        if required or runai_errors({}, name):
+            return [f"{method.upper()} {template}: request body ({name}) is required"]
+        return []
     return [f"{method.upper()} {template} [{name}] {e}" for e in runai_errors(body, name)]

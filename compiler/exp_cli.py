@@ -1,0 +1,199 @@
+"""``nemorun exp list|show|status|logs|cancel|rerun``: a thin layer over :mod:`nemorun.api`.
+
+``nemorun exp`` is recognised before Hydra sees the command line (a bare word first is a
+command; Hydra overrides always contain ``=``). ``ID`` is a full experiment id, a unique prefix,
+or ``latest``. ``--json`` prints machine-readable output; on a terminal tables are drawn with
+rich (which honours ``NO_COLOR``), elsewhere as plain aligned text.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Any, Optional, Sequence
+
+from nemorun.errors import NemorunError, one_line
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="nemorun exp", description="Inspect and manage launched experiments.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    ls = sub.add_parser("list", help="experiments, newest first")
+    ls.add_argument("--name", help="only experiments with this name")
+    ls.add_argument("--limit", type=int, default=20, help="at most this many (0 = all; default 20)")
+    for name, help_ in (("show", "config, overrides, artifacts and jobs"), ("status", "live job states from the backends")):
+        c = sub.add_parser(name, help=help_)
+        c.add_argument("id", metavar="ID")
+    lg = sub.add_parser("logs", help="a job's output")
+    lg.add_argument("id", metavar="ID")
+    lg.add_argument("job", nargs="?", metavar="JOB")
+    lg.add_argument("-f", "--follow", action="store_true", help="keep printing until the job ends")
+    cn = sub.add_parser("cancel", help="cancel the experiment's jobs (or one)")
+    cn.add_argument("id", metavar="ID")
+    cn.add_argument("job", nargs="?", metavar="JOB")
+    rr = sub.add_parser("rerun", help="a new experiment from the stored overrides (+ new ones), or --resume this one")
+    rr.add_argument("id", metavar="ID")
+    rr.add_argument("overrides", nargs="*", metavar="OVERRIDE")
+    rr.add_argument("--resume", action="store_true", help="submit only this experiment's jobs not yet submitted")
+    for c in (ls, *[sub.choices[n] for n in ("show", "status", "cancel", "rerun")]):
+        c.add_argument("--json", action="store_true", help="machine-readable output")
+    return p
+
+
+def _ago(ts: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
+
+
+def _states(states: dict[str, int]) -> str:
+    return " ".join(f"{k}:{v}" for k, v in sorted(states.items()))
+
+
+def _table(title: Optional[str], columns: Sequence[str], rows: list[Sequence[Any]]) -> None:
+    if sys.stdout.isatty():
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title=title, show_edge=False, header_style="bold")
+        for i, c in enumerate(columns):
+            table.add_column(c, no_wrap=i == 0)  # ids and job names are copied by hand: never cut
+        for r in rows:
+            table.add_row(*[str(x) for x in r])
+        Console().print(table)
+        return
+    text = [[str(c) for c in columns]] + [[str(x) for x in r] for r in rows]
+    widths = [max(len(r[i]) for r in text) for i in range(len(columns))]
+    if title:
+        print(title)
+    for r in text:
+        print("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip())
+
+
+def _dump(value: Any) -> None:
+    print(json.dumps(value, indent=2, sort_keys=True, default=str))
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    from nemorun.api import experiments
+
+    rows = experiments(name=args.name, limit=args.limit or None)
+    if args.json:
+        _dump(rows)
+        return 0
+    _table(None, ["ID", "NAME", "EXECUTOR", "KIND", "JOBS", "STATES", "CREATED"],
+           [(r["id"], r["name"], r["target"], r["kind"], r["jobs"], _states(r["states"]), _ago(r["created"])) for r in rows])
+    return 0
+
+
+def _job_rows(exp: Any) -> list[dict[str, Any]]:
+    return [
+        {"name": j.name, "phase": j.phase, "state": j.state, "exit_code": j.exit_code,
+         "handle": (j.handle or {}).get("id"), "error": j.error, "in_doubt": j.in_doubt, "overrides": j.overrides,
+         "folder": str(exp.record.job_dir(j.name))}
+        for j in exp.jobs
+    ]
+
+
+def _cmd_show(args: argparse.Namespace) -> int:
+    from nemorun.api import Experiment
+
+    exp = Experiment.load(args.id)
+    config = (exp.path / "config.yaml").read_text()
+    jobs = _job_rows(exp)
+    if args.json:
+        _dump({**exp.meta, "path": str(exp.path), "config": config, "jobs": jobs,
+               "artifacts": {j.name: [str(exp.record.job_dir(j.name) / a) for a in j.artifacts] for j in exp.jobs}})
+        return 0
+    m = exp.meta
+    print(f"experiment {m['name']}/{m['id']} ({m['target']}, {m.get('kind', 'single')}) created {_ago(m['created'])}")
+    print(f"folder:    {exp.path}")
+    print(f"submitted from: {m['submit_dir']}")
+    print(f"overrides: {' '.join(m.get('overrides', [])) or '(none)'}")
+    print("config:")
+    print("  " + config.rstrip().replace("\n", "\n  "))
+    _table("jobs", ["JOB", "PHASE", "STATE", "HANDLE", "ARTIFACTS"],
+           [(j["name"], j["phase"] + (" (in doubt)" if j["in_doubt"] else ""), j["state"], j["handle"] or "-",
+             ", ".join(str(exp.record.job_dir(r.name) / a) for a in r.artifacts))
+            for j, r in zip(jobs, exp.jobs)])
+    return 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from nemorun.api import Experiment
+
+    exp = Experiment.load(args.id)
+    states = exp.status()
+    jobs = {j.name: j for j in exp.jobs}
+    if args.json:
+        _dump({"id": exp.id, "name": exp.name, "jobs": {
+            n: {"state": s.state.value, "exit_code": s.exit_code, "detail": s.detail,
+                "handle": (jobs[n].handle or {}).get("id")} for n, s in states.items()}})
+        return 0
+    _table(f"{exp.name}/{exp.id}", ["JOB", "STATE", "EXIT", "HANDLE", "DETAIL"],
+           [(n, s.state.value, "-" if s.exit_code is None else s.exit_code, (jobs[n].handle or {}).get("id", "-"), s.detail)
+            for n, s in states.items()])
+    return 0
+
+
+def _cmd_logs(args: argparse.Namespace) -> int:
+    from nemorun.api import Experiment
+
+    exp = Experiment.load(args.id)
+    job = args.job
+    if job is None and len(exp.meta["jobs"]) == 1:
+        job = exp.meta["jobs"][0]
+    if job is None:
+        for name in exp.meta["jobs"]:
+            if exp.record.try_job(name) and exp.record.job(name).handle:
+                print(f"==> {name} <==")
+                for line in exp.logs(name):
+                    sys.stdout.write(line)
+        return 0
+    for line in exp.logs(job, follow=args.follow):
+        sys.stdout.write(line)
+        if args.follow:
+            sys.stdout.flush()
+    return 0
+
+
+def _cmd_cancel(args: argparse.Namespace) -> int:
+    from nemorun.api import Experiment
+
+    exp = Experiment.load(args.id)
+    done = exp.cancel(args.job)
+    if args.json:
+        _dump({"id": exp.id, "cancelled": done})
+    else:
+        print(f"cancelled {len(done)} job(s) of {exp.name}/{exp.id}" + (f": {', '.join(done[:10])}" if done else ""))
+    return 0
+
+
+def _cmd_rerun(args: argparse.Namespace) -> int:
+    from nemorun.api import Experiment
+
+    exp = Experiment.load(args.id)
+    if args.resume and args.overrides:
+        from nemorun.errors import ConfigError
+
+        raise ConfigError("--resume completes the same experiment: it takes no overrides")
+    new = exp.rerun(args.overrides, resume=args.resume, out=sys.stderr if args.json else sys.stdout)
+    if args.json:
+        _dump({"id": new.id if new else None, "path": str(new.path) if new else None})
+    return 0
+
+
+_COMMANDS = {"list": _cmd_list, "show": _cmd_show, "status": _cmd_status, "logs": _cmd_logs,
+             "cancel": _cmd_cancel, "rerun": _cmd_rerun}
+
+
+def main(argv: Sequence[str]) -> int:
+    args = _parser().parse_args(list(argv))
+    try:
+        return _COMMANDS[args.command](args)
+    except NemorunError as exc:
+        print(f"nemorun: error: {one_line(str(exc))}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0

@@ -1,0 +1,177 @@
+"""Backend ``skypilot``: ``task.yaml`` through the SkyPilot 0.14 SDK (``pip install nemorun[skypilot]``).
+
+SkyPilot 0.14's SDK is a client of the SkyPilot API server (local or remote): every call returns a
+request id, and ``sky.stream_and_get`` / ``sky.get`` wait for its result. ``import sky`` takes
+seconds, so it happens inside these functions only.
+
+- cluster mode: ``sky.launch(task, cluster_name=..., idle_minutes_to_autostop=..., down=...)``
+  (reuses a running cluster of that name); handle ``<cluster>/<job id>``; status from
+  ``sky.queue(cluster)``; logs ``sky.tail_logs``; cancel ``sky.cancel(cluster, job_ids=[id])``.
+- managed mode (``managed=true``): ``sky.jobs.launch(task, name=...)``; handle ``managed/<job id>``;
+  ``sky.jobs.queue`` / ``sky.jobs.tail_logs`` / ``sky.jobs.cancel``.
+
+The task is built with ``sky.Task.from_yaml_config`` from the recorded ``task.yaml``: what is
+submitted is what was rendered. :func:`launch_call` and friends return the SDK function name and
+its keyword arguments, so tests bind them to the real SDK signatures without a server.
+"""
+from __future__ import annotations
+
+from typing import Any, Iterator, Mapping, Sequence
+
+import yaml
+
+from nemorun.errors import SubmitError
+from nemorun.ir import Job, Rendered
+from nemorun.states import AppState, Handle, JobStatus
+
+# sky.skylet.job_lib.JobStatus and sky.jobs.state.ManagedJobStatus names -> AppState
+STATE_MAP: dict[str, AppState] = {
+    "INIT": AppState.PENDING,
+    "PENDING": AppState.PENDING,
+    "SUBMITTED": AppState.PENDING,
+    "STARTING": AppState.PENDING,
+    "SETTING_UP": AppState.PENDING,
+    "RECOVERING": AppState.PENDING,
+    "RUNNING": AppState.RUNNING,
+    "WINDING_DOWN": AppState.RUNNING,
+    "CANCELLING": AppState.RUNNING,
+    "SUCCEEDED": AppState.SUCCEEDED,
+    "CANCELLED": AppState.CANCELLED,
+    "FAILED": AppState.FAILED,
+    "FAILED_DRIVER": AppState.FAILED,
+    "FAILED_SETUP": AppState.FAILED,
+    "FAILED_PRECHECKS": AppState.FAILED,
+    "FAILED_NO_RESOURCE": AppState.FAILED,
+    "FAILED_CONTROLLER": AppState.FAILED,
+}
+MANAGED = "managed"
+
+
+def _sky() -> Any:
+    try:
+        import sky
+    except ImportError:
+        raise SubmitError("the skypilot executor needs the SkyPilot SDK: install nemorun[skypilot]") from None
+    return sky
+
+
+def _fn(sky: Any, dotted: str) -> Any:
+    obj = sky
+    for part in dotted.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def _run(sky: Any, what: str, dotted: str, *args: Any, **kwargs: Any) -> Any:
+    """Call one SDK function and wait for its API-server request; errors become one line."""
+    try:
+        request_id = _fn(sky, dotted)(*args, **kwargs)
+        return sky.stream_and_get(request_id) if dotted.endswith("launch") else sky.get(request_id)
+    except SubmitError:
+        raise
+    except Exception as exc:  # ApiServerConnectionError, ClusterNotUpError, ResourcesUnavailableError...
+        raise SubmitError(f"SkyPilot API server {_server(sky)}: {what} failed: {type(exc).__name__}: {_first_line(exc)}") from None
+
+
+def _server(sky: Any) -> str:
+    try:
+        return str(sky.server.common.get_server_url())
+    except Exception:
+        return "(unknown)"
+
+
+def launch_call(job: Job) -> tuple[str, dict[str, Any]]:
+    """SDK function (relative to ``sky``) and keyword arguments that launch ``job``'s task."""
+    from nemorun.targets.skypilot import cluster_name
+
+    ex = job.executor
+    if ex.managed:
+        return "jobs.launch", {"name": job.name}
+    return "launch", {"cluster_name": cluster_name(job), "idle_minutes_to_autostop": ex.idle_minutes_to_autostop, "down": ex.down}
+
+
+def status_call(cluster: str, job_ids: Sequence[int]) -> tuple[str, dict[str, Any]]:
+    if cluster == MANAGED:
+        return "jobs.queue", {"refresh": False, "skip_finished": False, "all_users": True, "job_ids": list(job_ids)}
+    return "queue", {"cluster_name": cluster, "skip_finished": False, "all_users": True}
+
+
+def cancel_call(cluster: str, job_id: int) -> tuple[str, dict[str, Any]]:
+    if cluster == MANAGED:
+        return "jobs.cancel", {"job_ids": [job_id]}
+    return "cancel", {"cluster_name": cluster, "job_ids": [job_id]}
+
+
+def logs_call(cluster: str, job_id: int, follow: bool) -> tuple[str, dict[str, Any]]:
+    if cluster == MANAGED:
+        return "jobs.tail_logs", {"job_id": job_id, "follow": follow, "preload_content": False}
+    return "tail_logs", {"cluster_name": cluster, "job_id": job_id, "follow": follow, "preload_content": False}
+
+
+def task_from(sky: Any, rendered: Rendered) -> Any:
+    config = yaml.safe_load(rendered.artifacts["task.yaml"])
+    try:
+        return sky.Task.from_yaml_config(config)
+    except Exception as exc:
+        raise SubmitError(f"SkyPilot rejected task.yaml: {_first_line(exc)}") from None
+
+
+def submit(rendered: Rendered, job: Job) -> Handle:
+    sky = _sky()
+    task = task_from(sky, rendered)
+    dotted, kwargs = launch_call(job)
+    job_id, _resource_handle = _run(sky, f"{dotted} of {job.name}", dotted, task, **kwargs)
+    if isinstance(job_id, list):  # jobs.launch returns a list (one id per task group member)
+        job_id = job_id[0] if job_id else None
+    if job_id is None:
+        raise SubmitError(f"SkyPilot API server {_server(sky)}: {dotted} of {job.name} returned no job id")
+    cluster = MANAGED if job.executor.managed else kwargs["cluster_name"]
+    return Handle(backend="skypilot", id=f"{cluster}/{job_id}", data={"cluster": cluster, "job_id": int(job_id)})
+
+
+def _split(handle: Handle) -> tuple[str, int]:
+    return str(handle.data["cluster"]), int(handle.data["job_id"])
+
+
+def status(handles: Sequence[Handle]) -> dict[str, JobStatus]:
+    sky = _sky()
+    by_cluster: dict[str, list[Handle]] = {}
+    for h in handles:
+        by_cluster.setdefault(_split(h)[0], []).append(h)
+    out: dict[str, JobStatus] = {}
+    for cluster, group in by_cluster.items():
+        dotted, kwargs = status_call(cluster, [_split(h)[1] for h in group])
+        records = _run(sky, f"{dotted} on {cluster}", dotted, **kwargs)
+        if isinstance(records, tuple):  # jobs.queue(version=2) shape: (records, total, ...)
+            records = records[0]
+        seen: Mapping[int, Any] = {int(r.job_id): r.status for r in records if r.job_id is not None}
+        for h in group:
+            native = seen.get(_split(h)[1])
+            name = getattr(native, "value", None) or (str(native) if native is not None else "")
+            out[h.id] = JobStatus(STATE_MAP.get(name, AppState.UNKNOWN), None, name or "not in the queue")
+    return out
+
+
+def logs(handle: Handle, follow: bool = False) -> Iterator[str]:
+    sky = _sky()
+    cluster, job_id = _split(handle)
+    dotted, kwargs = logs_call(cluster, job_id, follow)
+    try:
+        for line in _fn(sky, dotted)(**kwargs):
+            if line is not None:
+                yield line
+    except Exception as exc:
+        raise SubmitError(f"SkyPilot API server {_server(sky)}: logs of {handle.id} failed: {_first_line(exc)}") from None
+
+
+def cancel(handle: Handle) -> None:
+    """Idempotent: SkyPilot ignores cancelling a job that has already ended."""
+    if status([handle])[handle.id].state.is_terminal:
+        return
+    cluster, job_id = _split(handle)
+    dotted, kwargs = cancel_call(cluster, job_id)
+    _run(_sky(), f"{dotted} of {handle.id}", dotted, **kwargs)

@@ -1,0 +1,251 @@
+"""Lepton target and submitter against a local Lepton API server.
+
+No Lepton workspace can be reached from here. ``FakeLepton`` is an HTTP server on 127.0.0.1 that
+answers the endpoints the leptonai 0.47.1 SDK calls (``/dedicated-node-groups``, ``/jobs``,
+``/jobs/{id}``, ``/jobs/{id}/replicas``, ``/jobs/{id}/replicas/{r}/log``) in the shapes of its
+pydantic models, requires the bearer token, and ENFORCES the job contract: every ``POST /jobs``
+body is checked with ``tests.contracts.lepton_job_errors`` (the strict LeptonJob schema plus the
+SDK's client-side rules) and refused with 400 and the service's error shape when it fails.
+The real SDK (``APIClient``) and the real CLI talk to it; nothing of the SDK is mocked.
+"""
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Iterator
+from urllib.parse import urlparse
+
+import pytest
+
+from tests.conftest import ROOT
+from tests.contracts import lepton_job_errors
+from tests.golden_cases import CASES
+from tests.helpers import run_cli
+
+pytest.importorskip("leptonai")
+
+TOKEN = "lepton-token-s3cr3t-value"
+HF_SECRET_VALUE = "hf_s3cr3t_value_never_written"
+PREFIX = "/api/v2/workspaces/ws1"
+LOG_TEXT = "step 1 loss 0.5\nstep 2 loss 0.25\n"
+
+
+class FakeLepton(ThreadingHTTPServer):
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), Handler)
+        self.jobs: dict[str, dict[str, Any]] = {}
+        self.node_groups = [{"metadata": {"id": "ng-h100-7f3a", "name": "h100-pool"}, "spec": {}, "status": {}}]
+        self.fail_next: list[tuple[int, dict[str, str]]] = []  # scripted (status, headers) replies
+        self.requests: list[tuple[str, str]] = []
+        self.bodies: list[Any] = []
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}{PREFIX}"
+
+
+class Handler(BaseHTTPRequestHandler):
+    server: FakeLepton
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def _reply(self, code: int, body: Any, headers: dict[str, str] | None = None) -> None:
+        data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json" if not isinstance(body, str) else "text/plain")
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _route(self, method: str) -> None:
+        path = urlparse(self.path).path
+        self.server.requests.append((method, path))
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        if self.headers.get("Authorization") != f"Bearer {TOKEN}":
+            return self._reply(401, {"code": "Unauthorized", "message": "invalid or expired workspace token"})
+        if self.server.fail_next:
+            code, headers = self.server.fail_next.pop(0)
+            return self._reply(code, {"code": "TooManyRequests", "message": "rate limited, retry later"}, headers)
+        if not path.startswith(PREFIX):
+            return self._reply(404, {"code": "NotFound", "message": f"no route {path}"})
+        parts = path[len(PREFIX):].strip("/").split("/")
+        if method == "GET" and parts == ["dedicated-node-groups"]:
+            return self._reply(200, self.server.node_groups)
+        if method == "POST" and parts == ["jobs"]:
+            body = json.loads(raw)
+            self.server.bodies.append(body)
+            errors = lepton_job_errors(body)
+            if errors:
+                return self._reply(400, {"code": "InvalidArgument", "message": "; ".join(errors)})
+            job_id = body["metadata"]["id"]
+            if job_id in self.server.jobs:
+                return self._reply(409, {"code": "AlreadyExists", "message": f"job {job_id} already exists"})
+            job = {**body, "status": {"state": "Running", "job_name": job_id}}
+            self.server.jobs[job_id] = job
+            return self._reply(200, job)
+        if len(parts) >= 2 and parts[0] == "jobs":
+            job = self.server.jobs.get(parts[1])
+            if job is None:
+                return self._reply(404, {"code": "NotFound", "message": f"job {parts[1]} not found"})
+            if method == "GET" and len(parts) == 2:
+                return self._reply(200, job)
+            if method == "DELETE" and len(parts) == 2:
+                del self.server.jobs[parts[1]]
+                return self._reply(200, {})
+            if method == "GET" and parts[2:] == ["replicas"]:
+                return self._reply(200, [{"metadata": {"id": f"{parts[1]}-0"}, "id": f"{parts[1]}-0"}])
+            if method == "GET" and len(parts) == 5 and parts[2] == "replicas" and parts[4] == "log":
+                return self._reply(200, LOG_TEXT)
+        return self._reply(404, {"code": "NotFound", "message": f"no route {method} {path}"})
+
+    def do_GET(self) -> None:
+        self._route("GET")
+
+    def do_POST(self) -> None:
+        self._route("POST")
+
+    def do_DELETE(self) -> None:
+        self._route("DELETE")
+
+
+@pytest.fixture
+def lepton() -> Iterator[FakeLepton]:
+    server = FakeLepton()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def lepton_env(cli_env: dict[str, str], lepton: FakeLepton, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    values = {"HOME": str(tmp_path / "home"), "LEPTON_WORKSPACE_ID": "ws1", "LEPTON_WORKSPACE_TOKEN": TOKEN,
+              "LEPTON_WORKSPACE_URL": lepton.url, "HF_TOKEN": HF_SECRET_VALUE}
+    for k, v in values.items():
+        monkeypatch.setenv(k, v)
+    return {**cli_env, **values}
+
+
+LEPTON_ARGS = CASES["lepton_train_torchrun"]
+
+
+def _records(home: Path) -> list[Path]:
+    return sorted(home.glob("experiments/*/*/jobs/*/record.json"))
+
+
+@pytest.mark.parametrize("case", sorted(c for c in CASES if c.startswith("lepton_")))
+def test_golden_is_a_valid_job_body_the_sdk_sends_unchanged(case: str) -> None:
+    from leptonai.api.v2.job_validation import validate_job_create
+    from leptonai.api.v2.types.job import LeptonJob
+
+    text = (ROOT / "golden" / case / "job.json").read_text()
+    body = json.loads(text)
+    assert lepton_job_errors(body) == []
+    model = LeptonJob.model_validate(body)
+    validate_job_create(model)
+    assert json.dumps(model.model_dump(exclude_none=True, by_alias=True), indent=2) + "\n" == text
+
+
+def test_full_flow_status_logs_cancel(lepton: FakeLepton, lepton_env: dict[str, str], nemorun_home: Path) -> None:
+    proc = run_cli(LEPTON_ARGS, env=lepton_env)
+    assert proc.returncode == 0, proc.stderr
+    [rec_path] = _records(nemorun_home)
+    rec = json.loads(rec_path.read_text())
+    assert rec["phase"] == "submitted"
+    [sent] = lepton.bodies
+    recorded = json.loads((rec_path.parent / "job.json").read_text())
+    assert sent == recorded, "the record must hold exactly what was sent"
+    assert recorded["spec"]["affinity"]["allowed_dedicated_node_groups"] == ["ng-h100-7f3a"]
+    assert ("GET", f"{PREFIX}/dedicated-node-groups") in lepton.requests
+
+    from nemorun.states import AppState, Handle
+    from nemorun.submitters import lepton as sub
+
+    handle = Handle.from_dict(rec["handle"])
+    assert handle.data == {"workspace_id": "ws1", "url": lepton.url}
+    assert sub.status([handle])[handle.id].state is AppState.RUNNING
+    assert "".join(sub.logs(handle)) == LOG_TEXT
+    sub.cancel(handle)
+    assert handle.id not in lepton.jobs
+    sub.cancel(handle)  # idempotent: 404 means already gone
+    assert sub.status([handle])[handle.id].state is AppState.UNKNOWN
+
+    written = [p for p in nemorun_home.rglob("*") if p.is_file()]
+    assert written
+    for p in written:
+        text = p.read_text(errors="replace")
+        assert TOKEN not in text and HF_SECRET_VALUE not in text, p
+    assert "hf-token" in (rec_path.parent / "job.json").read_text()  # the reference, not the value
+
+
+def test_429_is_retried(lepton: FakeLepton, lepton_env: dict[str, str], nemorun_home: Path) -> None:
+    lepton.fail_next = [(429, {"Retry-After": "0"}), (429, {"Retry-After": "0"})]
+    proc = run_cli([*LEPTON_ARGS, "executor.node_group_id=ng-h100-7f3a"], env=lepton_env)
+    assert proc.returncode == 0, proc.stderr
+    assert [m for m, p in lepton.requests if p.endswith("/jobs")] == ["POST"] * 3
+    assert len(lepton.jobs) == 1
+
+
+def test_auth_failure_is_one_line(lepton: FakeLepton, lepton_env: dict[str, str], nemorun_home: Path) -> None:
+    env = {**lepton_env, "LEPTON_WORKSPACE_TOKEN": "wrong-token"}
+    proc = run_cli(LEPTON_ARGS, env=env)
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "authentication failed (401)" in lines[0] and "invalid or expired workspace token" in lines[0]
+    assert lepton.url in lines[0] and "wrong-token" not in proc.stderr
+    assert json.loads(_records(nemorun_home)[0].read_text())["phase"] == "failed-to-submit"
+
+
+def test_service_4xx_message_and_contract_refusal(lepton: FakeLepton, lepton_env: dict[str, str], nemorun_home: Path) -> None:
+    """A 409 from the service reaches the user as one line with its message; the server's contract
+    check refuses a body the strict schema rejects (this one is forged, not rendered)."""
+    assert run_cli(LEPTON_ARGS, env=lepton_env).returncode == 0
+    job_id = next(iter(lepton.jobs))
+    from nemorun.errors import SubmitError
+    from nemorun.submitters.lepton import _call, _client
+
+    client = _client()
+    from leptonai.api.v2.types.job import LeptonJob
+
+    existing = LeptonJob.model_validate(lepton.bodies[0])
+    with pytest.raises(SubmitError, match=f"refused job {job_id} \\(409\\): job {job_id} already exists"):
+        _call(f"job {job_id}", client, client.job.create, existing)
+    forged = {**lepton.bodies[0], "spec": {**lepton.bodies[0]["spec"], "resourceShape": "typo"}}
+    reply = client._post("/jobs", json=forged)
+    assert reply.status_code == 400 and "resourceShape" in reply.json()["message"]
+
+
+def test_unknown_node_group_lists_the_available_ones(lepton: FakeLepton, lepton_env: dict[str, str]) -> None:
+    proc = run_cli([*LEPTON_ARGS, "executor.node_group=a100-pool"], env=lepton_env)
+    assert proc.returncode == 1
+    assert "no node group 'a100-pool'; available: h100-pool (ng-h100-7f3a)" in proc.stderr
+    assert lepton.bodies == []
+
+
+@pytest.mark.parametrize(
+    "override, expected",
+    [
+        ("executor.priority=urgent", "is not a Lepton priority class"),
+        ("executor.mounts=[{mount_path: /usr}]", "Lepton does not reserve"),
+        ("+executor.env_vars.X={secrett: y}", "must be {secret: <secret name>}"),
+        ("executor.nodes=0", "nodes must be >= 1"),
+    ],
+)
+def test_config_mistakes_are_one_line(override: str, expected: str, cli_env: dict[str, str]) -> None:
+    proc = run_cli([*LEPTON_ARGS, "dryrun=true", override], env=cli_env)
+    assert proc.returncode == 2, proc.stderr
+    assert expected in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_dry_run_marks_the_unresolved_node_group(cli_env: dict[str, str]) -> None:
+    proc = run_cli([*LEPTON_ARGS, "dryrun=true"], env=cli_env)
+    assert proc.returncode == 0, proc.stderr
+    assert "<looked up at submission: node group h100-pool>" in proc.stdout
+    assert "resolved to its id at submission" in proc.stdout
