@@ -136,19 +136,38 @@ class Experiment:
                 return states
             time.sleep(poll)
 
-    def logs(self, job: Optional[str] = None, follow: bool = False) -> Iterator[str]:
-        """A job's output: the synced copy in its folder if there is one, else from the backend."""
+    def _submitted(self, job: Optional[str]) -> tuple[JobRecord, Handle]:
+        """The one job named (or the only one) and its handle; ConfigError if it has none."""
         from nemorun.errors import ConfigError
-        from nemorun.submitters import submitter_module
 
         jobs = self._select(job)
         if len(jobs) > 1:
             raise ConfigError(f"experiment {self.id} has {len(jobs)} jobs: name one ({', '.join(j.name for j in jobs[:5])}, ...)")
         rec = jobs[0]
         handle = rec.handle_obj()
-        local_copy = [self.record.job_dir(rec.name) / f for f in (*LOG_FILES, SYNCED_LOG)]
         if handle is None:
             raise ConfigError(f"job {rec.name} was not submitted ({rec.phase}{': ' + rec.error if rec.error else ''})")
+        return rec, handle
+
+    def follow(self, job: Optional[str] = None) -> Iterator[tuple[str, str]]:
+        """``(stream, line)`` pairs until the job ends, ``stream`` being stdout or stderr: what
+        ``wait=true`` shows, so ``exp logs -f`` can keep the two apart. Backends without a
+        ``stream`` hook report every line as stdout."""
+        from nemorun.submitters import submitter_module
+
+        _, handle = self._submitted(job)
+        module = submitter_module(handle.backend)
+        if hasattr(module, "stream"):
+            yield from module.stream(handle)
+        else:
+            yield from (("stdout", line) for line in module.logs(handle, follow=True))
+
+    def logs(self, job: Optional[str] = None, follow: bool = False) -> Iterator[str]:
+        """A job's output: the synced copy in its folder if there is one, else from the backend."""
+        from nemorun.submitters import submitter_module
+
+        rec, handle = self._submitted(job)
+        local_copy = [self.record.job_dir(rec.name) / f for f in (*LOG_FILES, SYNCED_LOG)]
         if handle.backend != "local" and not follow and any(p.exists() for p in local_copy):
             for p in local_copy:
                 if p.exists():
@@ -165,6 +184,8 @@ class Experiment:
             handle = rec.handle_obj()
             if handle is not None and not rec.app_state.is_terminal:
                 submitter_module(handle.backend).cancel(handle)
+                rec.cancelled_at = time.time()
+                self.record.save_job(rec)
                 done.append(rec.name)
             elif handle is None and rec.phase == "rendered" and (self.record.job_dir(rec.name) / JOB_FILE).exists():
                 rec.state, rec.detail = AppState.CANCELLED.value, "cancelled before submission"
@@ -174,7 +195,9 @@ class Experiment:
         return done
 
     def rerun(self, overrides: Sequence[str] = (), *, resume: bool = False, out: TextIO = sys.stdout) -> Optional["Experiment"]:
-        """A new experiment from this one's overrides plus ``overrides`` (later ones win).
+        """A new experiment from this one's STORED config (config.yaml, not the config files,
+        which may have changed since), its overrides, then ``overrides`` (later ones win).
+        Values only: a config-group selection (``executor=slurm``) needs a new launch.
 
         ``resume=True`` instead completes THIS experiment: the jobs are planned again with its
         id and submit directory, checked to render exactly as recorded, and only the jobs not
@@ -185,7 +208,10 @@ class Experiment:
 
             resume_experiment(self.record, out=out)
             return Experiment(self.path)
-        return launch([*self.meta.get("overrides", []), *overrides], multirun=bool(self.meta.get("multirun")), out=out)
+        from nemorun.launching import rerun
+
+        path = rerun(self.record, overrides, out=out)
+        return Experiment(path) if path is not None else None
 
 
 def launch(

@@ -1,7 +1,9 @@
 """Packager ``configmap``: the job's code as a Kubernetes ConfigMap, mounted into the pods.
 
 Why a ConfigMap: it needs no registry, shared file system or object store: the apiserver holds
-the files (at most 1 MiB in total, checked here before anything is sent).
+the files (at most 1 MiB in total, checked here before anything is sent). The files are
+collected (:func:`collect`) and size-checked by ``nemorun.packaging`` before compiling and travel
+in ``ir.Package.files``; the kubeflow render only formats them (:func:`bundle`).
 
 Key mapping. ConfigMap keys may only hold ``[-._a-zA-Z0-9]`` (and may not start with ``..``),
 while file paths hold ``/`` and anything else. Keys are an escaped form of the path with ``.`` as
@@ -184,17 +186,19 @@ def files_of(manifest: Mapping[str, Any]) -> dict[str, bytes]:
 
 
 def bundle(
-    cfg: Any, *, base_dir: str, name_suffix: str, namespace: str, extra: Iterable[tuple[str, bytes]] = ()
+    cfg: Any, *, files: Mapping[str, bytes], name_suffix: str, namespace: str, extra: Iterable[tuple[str, bytes]] = ()
 ) -> ConfigMapBundle:
-    """Collect, add the generated files (``extra``), and check names, collisions and size.
+    """Add the generated files (``extra``) to the packaged ``files``; check names, collisions and size.
 
     ``cfg`` is the packager config, or None to ship only ``extra`` (function spec with packager=none).
+    ``files`` were collected by the packaging step (:func:`collect`, run before compiling): this
+    only computes, so a render that calls it stays pure.
     """
     if cfg is not None and cfg.namespace and cfg.namespace != namespace:
         raise ConfigError(
             f"packager.namespace={cfg.namespace} differs from the TrainJob's namespace {namespace}; a pod can only mount a ConfigMap of its own namespace"
         )
-    files = collect(cfg, base_dir) if cfg is not None else {}
+    files = dict(files)
     for path, content in extra:
         if path in files:
             raise ConfigError(f"packaged file {path} clashes with the file nemorun generates there; exclude it from packager.include_pattern")

@@ -149,10 +149,14 @@ def _cmd_logs(args: argparse.Namespace) -> int:
                 for line in exp.logs(name):
                     sys.stdout.write(line)
         return 0
-    for line in exp.logs(job, follow=args.follow):
+    if args.follow:  # stderr lines to our stderr, as wait=true does
+        for stream, line in exp.follow(job):
+            target = sys.stderr if stream == "stderr" else sys.stdout
+            target.write(line)
+            target.flush()
+        return 0
+    for line in exp.logs(job):
         sys.stdout.write(line)
-        if args.follow:
-            sys.stdout.flush()
     return 0
 
 

@@ -32,6 +32,7 @@ from typing import Callable, Iterable, Optional, Sequence, TextIO
 
 from nemorun.errors import ConfigError, NemorunError, SubmitError, one_line
 from nemorun.ir import Job
+from nemorun.packaging import Packages
 from nemorun.pipeline import PlannedJob, render_job
 from nemorun.states import AppState, Handle
 from nemorun.store import ExperimentRecord, JobRecord
@@ -97,15 +98,19 @@ def check_dependencies(entries: Sequence[Entry]) -> list[Entry]:
 def create_record(
     *, home: str, name: str, experiment_id: str, target: str, config_yaml: str, overrides: Sequence[str],
     submit_dir: str, entries: Sequence[Entry], kind: str, multirun: bool, array: Optional[PlannedJob] = None,
+    packages: Optional[Packages] = None,
 ) -> ExperimentRecord:
     """With ``array``, the entries are its tasks: their folders hold only record.json; the array's
-    folder holds the artifacts (what is submitted)."""
+    folder holds the artifacts (what is submitted). ``packages``' archives are committed first,
+    so a record with jobs always has its code (``--resume`` reuses it)."""
     tasks = [e.name for e in entries]
     record = ExperimentRecord.create(
         home=Path(home), name=name, experiment_id=experiment_id, target=target, config_yaml=config_yaml,
         overrides=overrides, submit_dir=submit_dir, job_names=tasks, kind=kind, multirun=multirun,
         arrays={array.job.name: tasks} if array else None,
     )
+    if packages is not None:
+        packages.commit(record.path)
     for index, e in enumerate(entries):
         rec = JobRecord(name=e.name, target=e.planned.rendered.target, overrides=list(e.overrides),
                         depends_on=list(e.depends_on), dependency_type=e.dependency_type)

@@ -69,6 +69,9 @@ class Package:
     # the local folder the unpacked working directory mirrors (compile imports function
     # targets from here); never rendered
     source_dir: Optional[str] = None
+    # packagers whose files go into an artifact (configmap): (relative POSIX path, content)
+    # pairs, sorted by path, read at packaging time so a render never touches the disk
+    files: tuple[tuple[str, bytes], ...] = ()
 
 
 @dataclass(frozen=True)

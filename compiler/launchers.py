@@ -57,10 +57,11 @@ _ENV_SETUP: Mapping[str, tuple[str, str, str]] = {
         '"${MASTER_PORT:-%(port)s}"',
         '"${NODE_RANK:-${LEPTON_JOB_WORKER_INDEX:-0}}"',
     ),
-    "skypilot": ('"$(printf \'%%s\\n\' "$SKYPILOT_NODE_IPS" | head -n1)"', "%(port)s", '"${SKYPILOT_NODE_RANK:-0}"'),
+    "skypilot": ('"$(printf \'%%s\\n\' "$SKYPILOT_NODE_IPS" | sed -n 1p)"', "%(port)s", '"${SKYPILOT_NODE_RANK:-0}"'),
 }
-# `sed -n 1p`, not `head -n1`: head exits early, the writer may then die of SIGPIPE, and under
-# `set -o pipefail` that (exit 141) would end the batch script
+# Every form takes a first line with `sed -n 1p`, never `head -n1`: head exits after one line,
+# the writer may then die of SIGPIPE, and under `set -o pipefail` that exit 141 ends the script
+# (a race that a long node list turns into a certainty; tests/test_launcher_pipefail.py)
 SLURM_HEAD_NODE = 'head_node=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | sed -n 1p)'
 # The rendezvous endpoint must resolve on every node. A node NAME need not (several slurmd on one
 # host, or names only slurm.conf knows): use the address slurmctld reaches the node at (NodeAddr,

@@ -10,11 +10,12 @@ in :mod:`nemorun.experiment`.
 from __future__ import annotations
 
 import sys
-from typing import Sequence, TextIO
+from typing import Optional, Sequence, TextIO
 
 from omegaconf import DictConfig, OmegaConf
 
 from nemorun import compile as compiler
+from nemorun import packaging
 from nemorun.errors import ConfigError
 from nemorun.experiment import Entry, check_dependencies, create_record, submit_entries
 from nemorun.pipeline import LaunchResult, PlannedJob, format_dryrun, render_job
@@ -32,8 +33,15 @@ def experiment_title(cfg: DictConfig) -> str:
     return str(cfg.get("name") or cfg.experiment.get("name") or "experiment")
 
 
-def plan_tasks(cfg: DictConfig, overrides: Sequence[str], site: compiler.Site) -> list[Entry]:
-    """Every task composed, compiled, rendered and validated (in the order written)."""
+def plan_tasks(
+    cfg: DictConfig, overrides: Sequence[str], site: compiler.Site, packages: Optional[packaging.Packages] = None
+) -> list[Entry]:
+    """Every task composed, compiled, rendered and validated (in the order written).
+
+    The code is packed once for the experiment (``packages``): tasks that keep the same packager
+    config share one archive; a task whose overrides pick another packager gets its own.
+    """
+    packages = packages or packaging.Packages(site)
     from hydra import compose
 
     from nemorun.cli import CONFIG_NAME
@@ -57,7 +65,7 @@ def plan_tasks(cfg: DictConfig, overrides: Sequence[str], site: compiler.Site) -
 
             raise ConfigError(f"experiment task {name}: {describe_error(exc)[1]}") from exc
         compiler.check_config(task_cfg)
-        job = compiler.compile_job(task_cfg, site, job_name=str(name))
+        job = compiler.compile_job(task_cfg, site, job_name=str(name), package=packages.package(task_cfg))
         entries.append(Entry(PlannedJob(job, render_job(job)), tuple(task_overrides),
                              tuple(str(d) for d in spec.depends_on), str(spec.dependency_type)))
     return entries
@@ -66,7 +74,8 @@ def plan_tasks(cfg: DictConfig, overrides: Sequence[str], site: compiler.Site) -
 def launch(cfg: DictConfig, overrides: Sequence[str], site: compiler.Site, out: TextIO = sys.stdout) -> LaunchResult:
     from nemorun.experiment import write_render_dir
 
-    entries = check_dependencies(plan_tasks(cfg, overrides, site))
+    packages = packaging.Packages(site)
+    entries = check_dependencies(plan_tasks(cfg, overrides, site, packages))
     planned = tuple(e.planned for e in entries)
     title = experiment_title(cfg)
     if cfg.get("render_dir"):
@@ -80,7 +89,7 @@ def launch(cfg: DictConfig, overrides: Sequence[str], site: compiler.Site, out: 
     record = create_record(
         home=site.home, name=title, experiment_id=site.experiment_id, target=planned[0].rendered.target,
         config_yaml=OmegaConf.to_yaml(cfg), overrides=overrides, submit_dir=site.submit_dir, entries=entries,
-        kind="experiment", multirun=False,
+        kind="experiment", multirun=False, packages=packages,
     )
     out.write(f"experiment {title}/{site.experiment_id}: {len(entries)} tasks in {record.path}\n")
     out.flush()

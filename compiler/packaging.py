@@ -6,16 +6,22 @@ header without name or time — so the same code gives the same sha256 on every 
 with the same zlib. Archives are named by digest (:func:`archive_name`): a target that finds
 that name already present does not upload it again.
 
-Flow (``nemorun.pipeline``): :func:`stage` builds the archive in a private temp folder and
-returns the :class:`ir.Package` pointing at its final place in the experiment record;
-:func:`commit` moves it there and writes ``code.json`` once the record exists. A dry run never
-commits; the temp folder goes away with the :class:`Staged` object.
+Flow: every path that plans jobs (single job, multi-task experiment, sweep, ``--resume``) asks one
+:class:`Packages` per experiment for each job's :class:`ir.Package`; it packs each distinct
+packager config once (:func:`stage`: a private temp folder, the package pointing at the archive's
+final place in the record) and :meth:`Packages.commit` moves the archives into the record and
+writes ``code.json`` once the record exists, before any job is recorded. A dry run never commits;
+the temp folder goes away with the :class:`Staged` object. ``packager=configmap`` is staged here
+too: its files are collected and size-checked before compiling and travel in
+``ir.Package.files`` (a render reads nothing); an archive of them is recorded for ``--resume``.
 """
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import hashlib
 import io
+import json
 import os
 import shutil
 import subprocess
@@ -34,6 +40,8 @@ from nemorun.errors import ConfigError, one_line
 from nemorun.schemas.packagers import GitPackagerConfig, PatternPackagerConfig
 
 CODE_FILE = "code.json"
+# packagers that build a tar.gz the job unpacks
+ARCHIVE_KINDS = ("git", "pattern", "hybrid")
 # 1980-01-01T00:00:00Z: the earliest time zip and most tools accept (0 upsets some)
 FIXED_MTIME = 315532800
 
@@ -272,11 +280,14 @@ def build(packager: Any, submit_dir: str, out_dir: Path) -> tuple[Path, str, dic
 
 @dataclass
 class Staged:
-    """An archive built in a private temp folder, waiting for the experiment record."""
+    """An archive built in a private temp folder (or found in a record), waiting for the record."""
 
     package: ir.Package
-    path: Path
+    # the archive; None for a configmap packager that selected no file
+    path: Optional[Path]
     manifest: dict[str, Any] = field(default_factory=dict)
+    # already in the experiment record (a resumed experiment's archive)
+    committed: bool = False
 
 
 def packager_config(cfg: DictConfig) -> Any:
@@ -286,29 +297,146 @@ def packager_config(cfg: DictConfig) -> Any:
         raise ConfigError(f"packager: {one_line(str(exc))}") from exc
 
 
-def stage(packager: Any, submit_dir: str, experiment_dir: str) -> Optional[Staged]:
-    """Build the experiment's archive; ``None`` when the packager ships nothing from here."""
-    if packager is None or packager.kind not in ("git", "pattern", "hybrid"):
+def _configmap_files(packager: Any, base_dir: str) -> dict[str, bytes]:
+    """The files of ``packager=configmap`` (collected, size-checked): before compile, never in a render."""
+    from nemorun import configmap_packaging as cmp
+
+    files = cmp.collect(packager, base_dir)
+    cmp.check_size(f"{packager.configmap_prefix}-<TrainJob name>", files)
+    return files
+
+
+def stage(packager: Any, submit_dir: str, experiment_dir: str, base_dir: Optional[str] = None) -> Optional[Staged]:
+    """Build the experiment's archive; ``None`` when the packager ships nothing from here.
+
+    ``base_dir`` (default ``submit_dir``) is where ``packager=configmap`` looks for files when it
+    has no ``base_path`` (the job's working directory); its files also travel in the IR.
+    """
+    if packager is None or packager.kind not in (*ARCHIVE_KINDS, "configmap"):
         return None
     tmp = tempfile.mkdtemp(prefix="nemorun-package-")
-    path, sha, manifest = build(packager, submit_dir, Path(tmp))
-    package = ir.Package(
-        kind=packager.kind,
-        archive=os.path.join(experiment_dir, path.name),
-        sha256=sha,
-        source_dir=manifest["source_dir"],
-    )
-    staged = Staged(package, path, manifest)
+    config = {"config": _plain(packager), "base_dir": base_dir or submit_dir}
+    if packager.kind == "configmap":
+        files = _configmap_files(packager, base_dir or submit_dir)
+        path, sha = None, None
+        if files:
+            sha = write_archive({k: Entry(data=v) for k, v in files.items()}, Path(tmp, "code.tar.gz.tmp"))
+            path = Path(tmp, archive_name(sha))
+            os.replace(Path(tmp, "code.tar.gz.tmp"), path)
+        manifest: dict[str, Any] = {"kind": "configmap", "sha256": sha, "archive": path.name if path else None,
+                                    "files": len(files), "bytes": path.stat().st_size if path else 0, "source_dir": None}
+        package = ir.Package(kind="configmap", sha256=sha, files=tuple(sorted(files.items())))
+    else:
+        path, sha, manifest = build(packager, submit_dir, Path(tmp))
+        package = ir.Package(kind=packager.kind, archive=os.path.join(experiment_dir, path.name), sha256=sha,
+                             source_dir=manifest["source_dir"])
+    staged = Staged(package, path, {**manifest, **config})
     weakref.finalize(staged, shutil.rmtree, tmp, True)
     return staged
 
 
-def commit(staged: Optional[Staged], record_dir: Path) -> None:
-    """Move the archive into the experiment record and write ``code.json`` (digest, source)."""
-    if staged is None:
-        return
+def _plain(packager: Any) -> Any:
+    return dataclasses.asdict(packager) if dataclasses.is_dataclass(packager) and not isinstance(packager, type) else packager
+
+
+def _key(config: Any, base_dir: str) -> str:
+    """Identity of a packager config: the same key packs the same files (one archive)."""
+    return json.dumps([config, base_dir], sort_keys=True, default=str)
+
+
+def _commit(staged: list[Staged], record_dir: Path, recorded: list[dict[str, Any]]) -> None:
+    """Move the new archives into the record; ``code.json`` = the first manifest, plus all of them
+    under ``packages`` when the experiment has several packager configs."""
     from nemorun.store import write_json
 
-    dest = Path(record_dir) / Path(str(staged.package.archive)).name
-    shutil.move(str(staged.path), dest)
-    write_json(Path(record_dir) / CODE_FILE, staged.manifest)
+    new = [s for s in staged if not s.committed]
+    if not new:
+        return
+    for s in new:
+        if s.path is not None:
+            shutil.move(str(s.path), record_dir / s.path.name)
+            s.path = record_dir / s.path.name
+        s.committed = True
+    manifests = [*recorded, *(s.manifest for s in new)]
+    body = manifests[0] if len(manifests) == 1 else {**manifests[0], "packages": manifests}
+    write_json(record_dir / CODE_FILE, body)
+
+
+def _read_archive(path: Path) -> dict[str, bytes]:
+    with tarfile.open(path, mode="r:gz") as tar:
+        return {m.name: (tar.extractfile(m) or io.BytesIO()).read() for m in tar.getmembers() if m.isfile()}
+
+
+def recorded_manifests(record_dir: Path) -> list[dict[str, Any]]:
+    """The manifests in an experiment's ``code.json`` (one per distinct packager), oldest first."""
+    path = Path(record_dir) / CODE_FILE
+    if not path.exists():
+        return []
+    data = json.loads(path.read_text())
+    return list(data.get("packages") or [data])
+
+
+def _accepted(target: str, kind: str) -> bool:
+    """Whether to pack for this target: a target module may declare ``PACKAGERS`` (the kinds it
+    ships); others take the archive kinds and ignore ``configmap`` (only Kubernetes mounts one)."""
+    from nemorun.targets import target_module
+
+    accepted = getattr(target_module(target), "PACKAGERS", None)
+    if accepted is None:
+        return kind != "configmap"
+    if kind not in accepted:
+        rest = [k for k in accepted if k != accepted[0]]
+        raise ConfigError(f"executor={target} ships code with packager={accepted[0]}"
+                          f"{' (or ' + ', '.join(rest) + ')' if rest else ''}, not packager={kind}")
+    return True
+
+
+class Packages:
+    """One experiment's packaging: each distinct packager config is packed once, then committed once.
+
+    Every path that plans jobs (single job, multi-task experiment, sweep, resume) asks this for
+    each job's :class:`ir.Package` (:meth:`package`, given the job's composed config); tasks or
+    sweep points with the same packager config share one archive. With ``record_dir`` (resume),
+    the archives recorded there (``code.json``) are reused as they are, not packed again, so
+    resumed jobs render byte-identical artifacts; a packager missing from the record is packed.
+    """
+
+    def __init__(self, site: Any, record_dir: Optional[Path] = None):
+        self._site = site
+        self._staged: dict[str, Optional[Staged]] = {}
+        self._recorded = recorded_manifests(record_dir) if record_dir is not None else []
+        self._record_dir = record_dir
+
+    def package(self, cfg: DictConfig) -> ir.Package:
+        from nemorun.compile import experiment_name
+
+        packager = packager_config(cfg)
+        if not _accepted(str(cfg.executor.kind), packager.kind):
+            return ir.Package()
+        base_dir = str(cfg.executor.get("workdir") or self._site.submit_dir) if packager.kind == "configmap" else self._site.submit_dir
+        key = _key(_plain(packager), base_dir)
+        experiment_dir = self._site.experiment_dir(experiment_name(cfg))
+        if key not in self._staged:
+            self._staged[key] = self._from_record(key, experiment_dir) or stage(packager, self._site.submit_dir, experiment_dir, base_dir)
+        found = self._staged[key]
+        return found.package if found is not None else ir.Package()
+
+    def _from_record(self, key: str, experiment_dir: str) -> Optional[Staged]:
+        for m in self._recorded:
+            if "config" not in m or _key(m["config"], m.get("base_dir", "")) != key:
+                continue
+            path = Path(self._record_dir, m["archive"]) if m.get("archive") else None  # type: ignore[arg-type]
+            if path is not None and not path.is_file():
+                return None
+            if m["kind"] == "configmap":
+                files = _read_archive(path) if path is not None else {}
+                package = ir.Package(kind="configmap", sha256=m["sha256"], files=tuple(sorted(files.items())))
+            else:
+                package = ir.Package(kind=m["kind"], archive=os.path.join(experiment_dir, m["archive"]), sha256=m["sha256"],
+                                     source_dir=m["source_dir"])
+            return Staged(package, path, m, committed=True)
+        return None
+
+    def commit(self, record_dir: Path) -> None:
+        """Move the new archives into the record and (re)write ``code.json``; the recorded ones stay."""
+        _commit([s for s in self._staged.values() if s is not None], Path(record_dir), self._recorded)

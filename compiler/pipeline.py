@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from nemorun import compile as compiler
 from nemorun.errors import NemorunError, SubmitError, one_line
 from nemorun import packaging
-from nemorun.ir import Job, Package, Rendered
+from nemorun.ir import Job, Rendered
 from nemorun.states import AppState, JobStatus
 from nemorun.store import ExperimentRecord, JobRecord, atomic_write, nemorun_home, new_experiment_id
 from nemorun.submitters import submitter_module
@@ -54,14 +54,17 @@ def render_job(job: Job) -> Rendered:
     return rendered
 
 
-def plan(cfg: DictConfig, site: compiler.Site, package: Package = Package()) -> tuple[PlannedJob, ...]:
+def plan(cfg: DictConfig, site: compiler.Site, packages: Optional[packaging.Packages] = None) -> tuple[PlannedJob, ...]:
+    """``packages`` packs the code once per distinct packager (a fresh one by default, so every
+    caller ships what the config asks for); commit it into the record after creating it."""
+    packages = packages or packaging.Packages(site)
     if cfg.get("experiment") is not None:  # several named tasks (nemorun.multitask); sweeps: nemorun.sweep
         from nemorun.experiment import check_dependencies
         from nemorun.multitask import plan_tasks
 
-        return tuple(e.planned for e in check_dependencies(plan_tasks(cfg, [], site)))
+        return tuple(e.planned for e in check_dependencies(plan_tasks(cfg, [], site, packages)))
     compiler.check_config(cfg)
-    job = compiler.compile_job(cfg, site, package=package)
+    job = compiler.compile_job(cfg, site, package=packages.package(cfg))
     return (PlannedJob(job, render_job(job)),)
 
 
@@ -113,8 +116,8 @@ def launch_config(
 
         return multitask.launch(cfg, overrides, site, out)
     compiler.check_config(cfg)
-    staged = packaging.stage(packaging.packager_config(cfg), site.submit_dir, site.experiment_dir(compiler.experiment_name(cfg)))
-    planned = plan(cfg, site, package=staged.package if staged else Package())
+    packages = packaging.Packages(site)
+    planned = plan(cfg, site, packages)
     name = planned[0].job.experiment_name
     if cfg.get("render_dir"):
         write_render_dir(planned, str(cfg.render_dir))
@@ -132,7 +135,7 @@ def launch_config(
         submit_dir=site.submit_dir,
         job_names=[p.job.name for p in planned],
     )
-    packaging.commit(staged, record.path)
+    packages.commit(record.path)
     out.write(f"experiment {name}/{site.experiment_id} ({planned[0].rendered.target}) in {record.path}\n")
     for p in planned:
         try:

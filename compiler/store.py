@@ -100,6 +100,9 @@ class JobRecord:
     # a sweep job run as a task of an array job: that job's name and this task's index
     array: Optional[str] = None
     array_index: Optional[int] = None
+    # set when nemorun cancelled the job: if the backend then forgets it (Slurm keeps no record of
+    # a cancelled PENDING array task), it ended CANCELLED rather than UNKNOWN
+    cancelled_at: Optional[float] = None
 
     @property
     def app_state(self) -> AppState:
@@ -204,6 +207,12 @@ class ExperimentRecord:
     def save_job(self, record: JobRecord) -> None:
         record.updated_at = time.time()
         write_json(self.job_dir(record.name) / JOB_FILE, asdict(record))
+        if record.phase == "failed-to-submit":
+            # every submission path raises right after this write: the catalog row must not be
+            # left saying UNSUBMITTED (`exp list` reads the catalog, not the folders)
+            from nemorun import catalog
+
+            catalog.refresh(self.path.parent.parent.parent, self)
 
     def write_artifacts(self, job: str, artifacts: Mapping[str, str]) -> list[str]:
         d = self.job_dir(job)
@@ -215,6 +224,8 @@ class ExperimentRecord:
         rec = self.job(job)
         if rec.app_state.is_terminal and status.state is AppState.UNKNOWN:
             return rec  # once a backend forgets a finished job, the last state seen stays the truth
+        if rec.cancelled_at is not None and status.state is AppState.UNKNOWN:
+            status = JobStatus(AppState.CANCELLED, status.exit_code, f"cancelled by nemorun; {status.detail}".rstrip("; "))
         rec.state = status.state.value
         rec.exit_code = status.exit_code if status.exit_code is not None else rec.exit_code
         rec.detail = status.detail

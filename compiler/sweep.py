@@ -174,7 +174,8 @@ def plan_sweep(
     with batched_shell_checks() as label:
         for index, job_overrides in enumerate(batch):
             parsed = [table.get(o) for o in job_overrides]
-            selection = tuple(o for o, p in zip(job_overrides, parsed) if not is_value_override(p, is_group))
+            # a packager value (packager.subpath=a,b) changes the code: its own group, its own archive
+            selection = tuple(o for o, p in zip(job_overrides, parsed) if not is_value_override(p, is_group) or _packager_key(p))
             values = {str(p.key_or_group): p for p in parsed if is_value_override(p, is_group)}
             group = groups.get(selection)
             if names is None or group is None:
@@ -195,6 +196,10 @@ def plan_sweep(
             yield SweepJob(index, names[index], tuple(job_overrides), planned)
             if on_job is not None:
                 on_job(index)
+
+
+def _packager_key(ov: Any) -> bool:
+    return str(ov.key_or_group).split(".", 1)[0] == "packager"
 
 
 def _patched(group: _Group, values: Mapping[str, Any], site: compiler.Site, name: str) -> ir.Job:
@@ -228,21 +233,6 @@ def _first_line(exc: BaseException) -> str:
 
 
 _MISSING = object()
-
-
-def stage_once(site: compiler.Site) -> tuple[list[Any], Callable[[DictConfig], ir.Package]]:
-    """(holder, package function): one archive for the whole sweep, built at the first compose."""
-    from nemorun import packaging
-
-    staged: list[Any] = []
-
-    def package(cfg: DictConfig) -> ir.Package:
-        if not staged:
-            staged.append(packaging.stage(packaging.packager_config(cfg), site.submit_dir,
-                                          site.experiment_dir(compiler.experiment_name(cfg))))
-        return staged[0].package if staged[0] else ir.Package()
-
-    return staged, package
 
 
 # A dry run prints at most this many job lines in its summary, then the first job's artifacts.
@@ -328,16 +318,17 @@ def run_sweep(
 
     from nemorun import packaging
 
-    first_cfg: list[DictConfig] = []
-    staged, package = stage_once(site)
+    # the first job's config as composed: planning later patches that object in place per job
+    first_yaml: list[str] = []
+    packages = packaging.Packages(site)
 
     def composing(overrides: list[str]) -> DictConfig:
         cfg = compose(overrides)
-        if not first_cfg:
-            first_cfg.append(cfg)
+        if not first_yaml:
+            first_yaml.append(config_yaml(cfg))
         return cfg
 
-    jobs = plan_sweep(batch, composing, site, command_overrides=command_overrides, is_group=is_group, package=package)
+    jobs = plan_sweep(batch, composing, site, command_overrides=command_overrides, is_group=is_group, package=packages.package)
     varying = _varying(batch)
     count = len(batch)
     if dryrun:
@@ -390,10 +381,9 @@ def run_sweep(
         write_render_dir([array] if array else (e.planned for e in entries), render_dir, single=count == 1)
     record = create_record(
         home=site.home, name=head.job.experiment_name, experiment_id=site.experiment_id, target=head.rendered.target,
-        config_yaml=config_yaml(first_cfg[0]), overrides=command_overrides, submit_dir=site.submit_dir,
-        entries=entries, kind="sweep", multirun=True, array=array,
+        config_yaml=first_yaml[0], overrides=command_overrides, submit_dir=site.submit_dir,
+        entries=entries, kind="sweep", multirun=True, array=array, packages=packages,
     )
-    packaging.commit(staged[0] if staged else None, record.path)
     out.write(f"experiment {head.job.experiment_name}/{site.experiment_id} ({head.rendered.target}): "
               f"{count} jobs in {record.path}\n")
     out.flush()

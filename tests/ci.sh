@@ -33,4 +33,4 @@ pipq -e '.[all,test]'
 # Real services must run in CI: a fixture that cannot start them fails instead of skipping.
 export NEMORUN_REQUIRE_SLURM=1
 log "pytest"
-python -m pytest -q -p no:cacheprovider "$@"
+python -m pytest -q -p no:cacheprovider --durations=20 "$@"

@@ -114,3 +114,63 @@ def test_upstream_failure_skips_downstream(cli_env: dict[str, str], tmp_path: Pa
     states = exp.wait(poll=0.2)
     assert states["train"].state.value == "FAILED" and states["train"].exit_code == 3
     assert states["evaluate"].state.value == "CANCELLED" and "upstream job train ended FAILED" in states["evaluate"].detail
+
+
+def test_failed_submission_is_listed_as_failed(cli_env: dict[str, str]) -> None:
+    """The launch raises on the failure path; the catalog row must still be refreshed."""
+    proc = run_cli(["task=hello", "executor.workdir=/nonexistent"], env=cli_env)
+    assert proc.returncode == 1 and "working directory /nonexistent does not exist" in proc.stderr, proc.stderr
+    [row] = json.loads(run_cli(["exp", "list", "--json"], env=cli_env).stdout)
+    assert row["states"] == {"FAILED": 1}, row
+    exp = Experiment.load(row["id"], home=cli_env["NEMORUN_HOME"])
+    assert exp.jobs[0].phase == "failed-to-submit" and exp.jobs[0].handle is None
+
+
+def test_logs_follow_keeps_stderr_apart(cli_env: dict[str, str]) -> None:
+    """``exp logs -f`` on a running local job: stderr lines on stderr, stdout lines on stdout."""
+    script = "echo out-1; echo err-1 >&2; sleep 1; echo out-2; echo err-2 >&2"
+    exp = _launch(cli_env, "task=hello", f"task.inline='{script}'")
+    proc = run_cli(["exp", "logs", exp.id, "-f"], env=cli_env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["out-1", "out-2"] and proc.stderr.split() == ["err-1", "err-2"], (proc.stdout, proc.stderr)
+    assert exp.status()["hello"].state.value == "SUCCEEDED"  # -f returned because the job ended
+
+
+def _task_file(folder: Path, inline: str, who: str) -> None:
+    (folder / "task").mkdir(parents=True, exist_ok=True)
+    (folder / "task" / "snap.yaml").write_text(textwrap.dedent(f"""\
+        defaults: [/_schema_task@_here_, _self_]
+        name: snap
+        inline: '{inline}'
+        env: {{WHO: {who}}}
+        """))
+
+
+def test_rerun_starts_from_the_stored_config(cli_env: dict[str, str], tmp_path: Path) -> None:
+    """The task's config file is edited after the first run: reruns (single and sweep) must not see it."""
+    user_conf = tmp_path / "user-conf"
+    env = dict(cli_env, NEMORUN_CONFIG_PATH=str(user_conf))
+    _task_file(user_conf, 'echo "$WHO" first-file', "alice")
+    single = _launch(env, "task=snap")
+    sweep = _launch(env, "-m", "task=snap", "task.env.WHO=carol,dave")
+    _task_file(user_conf, 'echo "$WHO" edited-file', "mallory")
+
+    again = run_cli(["exp", "rerun", single.id, "task.env.WHO=bob", "--json"], env=env)
+    assert again.returncode == 0, again.stderr
+    new = Experiment(Path(json.loads(again.stdout)["path"]))
+    assert new.wait(poll=0.2)["snap"].state.value == "SUCCEEDED"
+    assert "".join(new.logs("snap")).split() == ["bob", "first-file"]
+    assert new.meta["overrides"] == ["task=snap", "task.env.WHO=bob"]
+
+    again = run_cli(["exp", "rerun", sweep.id, "--json"], env=env)
+    assert again.returncode == 0, again.stderr
+    new = Experiment(Path(json.loads(again.stdout)["path"]))
+    assert new.meta["kind"] == "sweep" and {s.state.value for s in new.wait(poll=0.2).values()} == {"SUCCEEDED"}
+    assert ["".join(new.logs(j)).split() for j in ("snap-0", "snap-1")] == [["carol", "first-file"], ["dave", "first-file"]]
+
+    count = len(json.loads(run_cli(["exp", "list", "--json"], env=env).stdout))
+    for bad, text in (("task.envv.WHO=x", "task.envv"), ("executor.retries=x", "executor.retries"),
+                      ("executor=slurm", "selects a config group option"), ("task.env.WHO=a,b", "not sweeps")):
+        proc = run_cli(["exp", "rerun", single.id, bad], env=env)
+        assert proc.returncode == 2 and text in proc.stderr and len(proc.stderr.splitlines()) == 1, (bad, proc.stderr)
+    assert len(json.loads(run_cli(["exp", "list", "--json"], env=env).stdout)) == count  # nothing half-recorded

@@ -3,9 +3,13 @@ a sweep as one experiment, batched status, logs synced into the record, cancel, 
 multi-task experiment chained with Slurm's own ``--dependency``."""
 from __future__ import annotations
 
+import contextlib
 import json
+import subprocess
 import textwrap
+import time
 from pathlib import Path
+from typing import Callable, Iterator
 
 import pytest
 
@@ -81,3 +85,67 @@ def test_value_sweep_is_one_job_array(slurm_cluster: SlurmCluster, cli_env: dict
     assert {s.state.value for s in states.values()} == {"SUCCEEDED"}, states
     outputs = ["".join(exp.logs(f"train-{i}")) for i in range(3)]
     assert all("rank=0 done" in o for o in outputs) and len(set(outputs)) == 3  # three lrs, three results
+
+
+
+def _squeue_tasks(array_id: str) -> dict[str, str]:
+    """The cluster's own view, one line per array task (``-r``), independent of nemorun."""
+    r = subprocess.run(["squeue", "-h", "-r", "-t", "all", "-j", array_id, "-o", "%i|%T"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    return dict(line.split("|", 1) for line in r.stdout.split())
+
+
+def _poll(array_id: str, done: Callable[[dict[str, str]], bool]) -> dict[str, str]:
+    deadline = time.monotonic() + 120  # a bound on a poll loop, not a timing assertion
+    while not done(native := _squeue_tasks(array_id)):
+        assert time.monotonic() < deadline, native
+        time.sleep(0.5)
+    return native
+
+
+@contextlib.contextmanager
+def _slow_array(cli_env: dict[str, str], *extra: str) -> Iterator[tuple[Experiment, list[str]]]:
+    """A 3-task array sweep still running when the test acts; every task cancelled at the end."""
+    proc = run_cli(["-m", "executor=slurm", "task=train", "task.params.steps=3000", "+task.params.sleep=0.1",
+                    "task.params.lr=0.1,0.2,0.3", *extra], env=cli_env)
+    assert proc.returncode == 0, proc.stderr
+    exp = Experiment.load("latest", home=cli_env["NEMORUN_HOME"])
+    array_id = exp.record.job("train-array").handle["id"]
+    try:
+        yield exp, [f"{array_id}_{i}" for i in range(3)]
+    finally:
+        run_cli(["exp", "cancel", exp.id], env=cli_env)
+    assert {s.state.value for s in exp.wait(poll=0.5).values()} == {"CANCELLED"}
+
+
+def _states(cli_env: dict[str, str], exp: Experiment) -> dict[str, str]:
+    return {n: j["state"] for n, j in json.loads(run_cli(["exp", "status", exp.id, "--json"], env=cli_env).stdout)["jobs"].items()}
+
+
+def test_cancel_one_array_task_leaves_the_others_running(slurm_cluster: SlurmCluster, cli_env: dict[str, str]) -> None:
+    """``exp cancel ID train-1`` on an array sweep scancels ``<array>_1`` only; status is per task."""
+    with _slow_array(cli_env) as (exp, tasks):
+        array_id = tasks[0].split("_")[0]
+        _poll(array_id, lambda n: {n.get(t) for t in tasks} == {"RUNNING"})
+        cancelled = run_cli(["exp", "cancel", exp.id, "train-1", "--json"], env=cli_env)
+        assert cancelled.returncode == 0, cancelled.stderr
+        assert json.loads(cancelled.stdout)["cancelled"] == ["train-1"]
+        native = _poll(array_id, lambda n: n.get(tasks[1]) in ("CANCELLED", None))
+        assert native.get(tasks[0]) == "RUNNING" and native.get(tasks[2]) == "RUNNING", native
+        assert _states(cli_env, exp) == {"train-0": "RUNNING", "train-1": "CANCELLED", "train-2": "RUNNING"}
+        assert [j.handle["id"] for j in exp.jobs] == tasks
+
+
+def test_cancel_one_pending_array_task(slurm_cluster: SlurmCluster, cli_env: dict[str, str]) -> None:
+    """``%1``: tasks 1 and 2 wait as ONE pending squeue line (``123_[1-2]``); cancelling task 2
+    must leave task 1 pending and task 0 running, and status must name each task's own state
+    (slurmctld forgets a cancelled pending task: nemorun's record of the cancel says CANCELLED)."""
+    with _slow_array(cli_env, "hydra.launcher.max_parallel=1") as (exp, tasks):
+        array_id = tasks[0].split("_")[0]
+        _poll(array_id, lambda n: n.get(tasks[0]) == "RUNNING")
+        assert _states(cli_env, exp) == {"train-0": "RUNNING", "train-1": "PENDING", "train-2": "PENDING"}
+        cancelled = run_cli(["exp", "cancel", exp.id, "train-2", "--json"], env=cli_env)
+        assert cancelled.returncode == 0, cancelled.stderr
+        native = _squeue_tasks(array_id)
+        assert native.get(tasks[0]) == "RUNNING" and native.get(tasks[1]) == "PENDING", native
+        assert _states(cli_env, exp) == {"train-0": "RUNNING", "train-1": "PENDING", "train-2": "CANCELLED"}

@@ -100,3 +100,15 @@ def test_adaptive_sweeper_is_refused_without_wait(cli_env: dict[str, str], tmp_p
     proc = run_cli(["-m", "hydra/sweeper=adaptive_probe", "task=train", "task.params.lr=0.1,0.2", "dryrun=true"], env=env, cwd=str(tmp_path))
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "needs each job's result" in proc.stderr and "wait=true" in proc.stderr
+
+
+def test_waiting_grid_sweep_with_failed_jobs_exits_non_zero(cli_env: dict[str, str], nemorun_home: Path) -> None:
+    """Real local jobs: hello-1 and hello-2 exit 3, hello-0 succeeds; the command must say so."""
+    proc = run_cli(["-m", "task=hello", "task.inline='exit 0','exit 3','exit 3'", "wait=true"], env=cli_env)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    [line] = proc.stderr.strip().splitlines()
+    assert line.startswith("nemorun: error: 2 of 3 jobs of experiment ") and "hello-1 (exit 3), hello-2 (exit 3)" in line, line
+    [folder] = _experiments(nemorun_home)
+    assert {j.name: j.state for j in Experiment(folder).jobs} == {"hello-0": "SUCCEEDED", "hello-1": "FAILED", "hello-2": "FAILED"}
+    ok = run_cli(["-m", "task=hello", "executor.retries=0,1", "wait=true"], env=cli_env)
+    assert ok.returncode == 0, ok.stderr

@@ -15,8 +15,8 @@ Artifacts:
 The command always runs through ``bash -c``: the trainer has no working-directory field, so
 packaged code is entered with ``cd``, and launcher forms need the shell for ``$PET_*`` variables.
 
-Unlike other targets this one reads the packaged files while rendering (until the pipeline's
-packaging step runs packagers before compiling); the result depends only on those files.
+Pure like every render: the packaged files were read by the packaging step before compiling
+and arrive in ``job.package.files``.
 """
 from __future__ import annotations
 
@@ -34,6 +34,8 @@ from nemorun.launchers import setup_lines, wrap
 from nemorun.render import render_template, shjoin, shquote
 
 TRAINJOB, CONFIGMAP = "trainjob.yaml", "configmap.yaml"
+# the packagers this target ships code with (checked before packing, see nemorun.packaging)
+PACKAGERS = ("configmap", "none")
 API_GROUP, API_VERSION, PLURAL = "trainer.kubeflow.org", "v1alpha1", "trainjobs"
 CONTAINER = "node"  # the trainer container and replicated job of every Trainer runtime
 CODE_VOLUME = "nemorun-code"
@@ -66,7 +68,9 @@ def _bundle(job: Job, name: str) -> Optional[cmp.ConfigMapBundle]:
     if kind == "none" and not extra:
         return None
     cfg = packager if kind == "configmap" else None
-    found = cmp.bundle(cfg, base_dir=job.workdir, name_suffix=name, namespace=job.executor.namespace, extra=extra)
+    if cfg is not None and job.package.kind != "configmap":
+        raise ConfigError("packager=configmap: the job was compiled without its package (nemorun.packaging stages it before compiling)")
+    found = cmp.bundle(cfg, files=dict(job.package.files), name_suffix=name, namespace=job.executor.namespace, extra=extra)
     script = job.task.script
     if cfg is not None and job.task.kind == "script" and script and not os.path.isabs(script) and not cmp.script_is_packaged(script, list(found.files)):
         raise ConfigError(

@@ -8,7 +8,8 @@ every job (composing once per distinct group selection and patching values, see
 That is sound with grid sweepers, which ignore return values. Adaptive sweepers (Optuna, Ax,
 Nevergrad, ...) need each job's result before proposing the next: they are refused unless
 ``wait=true``, in which case the launcher waits for every job of the batch and reports each
-job's exit code as its return value (a failed job is a failed trial).
+job's exit code as its return value (a failed job is a failed trial). A grid sweep with
+``wait=true`` whose jobs fail exits non-zero, naming the failed jobs in one line.
 
 Imported by Hydra's plugin scan at every start-up, so nemorun itself is imported lazily.
 """
@@ -23,6 +24,8 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra.plugins.launcher import Launcher
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
+# a waiting grid sweep whose jobs failed names at most this many of them in its error line
+FAILED_SHOWN = 10
 GRID_SWEEPERS = (
     "hydra_plugins.nemorun_plugins.sweeper.NemorunSweeper",
     "hydra._internal.core_plugins.basic_sweeper.BasicSweeper",
@@ -105,6 +108,16 @@ class NemorunLauncher(Launcher):
             if name in codes and codes[name] != 0:
                 ret.status, ret.return_value = JobStatus.FAILED, RuntimeError(f"job {name} exited {codes[name]}")
             returns.append(ret)
+        failed = [(n, c) for n, c in codes.items() if c != 0]
+        if failed and sweeper in GRID_SWEEPERS:
+            # Hydra ends a multirun with status 0 whatever the jobs' returns say; a grid sweep that
+            # waited must fail the command. (Adaptive sweepers get the failed trials instead.)
+            from nemorun.errors import NemorunError
+
+            shown = ", ".join(f"{n} (exit {c})" for n, c in failed[:FAILED_SHOWN])
+            more = f" and {len(failed) - FAILED_SHOWN} more" if len(failed) > FAILED_SHOWN else ""
+            raise NemorunError(f"{len(failed)} of {len(codes)} jobs of experiment {result.experiment_id} failed: "
+                               f"{shown}{more} (nemorun exp status {result.experiment_id})")
         return returns
 
 
