@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 import sys
-from typing import Any, NoReturn, Optional
+from typing import NoReturn, Optional
 
 import hydra
 from omegaconf import DictConfig, OmegaConf

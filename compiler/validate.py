@@ -72,3 +72,22 @@ def check_shell_syntax(name: str, text: str) -> None:
     proc = subprocess.run(["bash", "-n"], input=text, capture_output=True, text=True)
     if proc.returncode != 0:
         raise ArtifactError(f"{name} is not valid bash: {one_line(proc.stderr)}")
+
+
+def parse_mapping_artifact(name: str, text: str, fmt: str) -> dict:
+    """Read back a JSON or YAML artifact as the mapping it must be, or fail naming it.
+
+    Every structured target validates by reading its own output back: what is checked is what
+    is sent, not the object it was rendered from.
+    """
+    import json
+
+    import yaml
+
+    try:
+        value = json.loads(text) if fmt == "json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        raise ArtifactError(f"{name} is not valid {fmt.upper()}: {one_line(str(exc))}") from exc
+    if not isinstance(value, dict):
+        raise ArtifactError(f"{name} is not a {fmt.upper()} mapping")
+    return value

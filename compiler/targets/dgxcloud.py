@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import json
 import re
 from typing import Any, Mapping
 
@@ -39,6 +38,7 @@ from nemorun.errors import ArtifactError, ConfigError
 from nemorun.ir import Job, Rendered
 from nemorun.launchers import wrap
 from nemorun.render import Raw, is_env_name, render_template, shjoin, shquote
+from nemorun.validate import parse_mapping_artifact
 
 ARTIFACT = "workload.json"
 PLACEHOLDER_CLUSTER_ID = "00000000-0000-0000-0000-000000000000"
@@ -181,10 +181,7 @@ def render(job: Job) -> Rendered:
 
 def validate(rendered: Rendered) -> None:
     """Shape checks that need no schema file; tests check the full strict OpenAPI schema."""
-    try:
-        body = json.loads(rendered.artifacts[ARTIFACT])
-    except json.JSONDecodeError as exc:
-        raise ArtifactError(f"{ARTIFACT} is not valid JSON: {exc}") from exc
+    body = parse_mapping_artifact(ARTIFACT, rendered.artifacts[ARTIFACT], "json")
     spec = body.get("spec") or {}
     problems = [f"{key} is missing" for key in ("name", "projectId", "clusterId") if not body.get(key)]
     problems += [f"spec.{key} must be a non-empty string" for key in ("command", "args", "image") if key in spec and not (isinstance(spec[key], str) and spec[key])]

@@ -22,7 +22,6 @@ is sent. Only set options appear. Options: :class:`nemorun.schemas.docker.Docker
 """
 from __future__ import annotations
 
-import json
 import posixpath
 import re
 from typing import Any
@@ -32,6 +31,7 @@ from nemorun.command import FUNCTION_SPEC, function_artifacts, task_argv
 from nemorun.errors import ArtifactError, ConfigError
 from nemorun.ir import Job, Rendered
 from nemorun.render import Raw, render_template, shjoin
+from nemorun.validate import parse_mapping_artifact
 
 ARTIFACT = "container.json"
 CODE_DIR = "code"
@@ -162,10 +162,7 @@ def offline_create_body(kwargs: dict[str, Any]) -> dict[str, Any]:
 
 def validate(rendered: Rendered) -> None:
     """docker-py must accept the kwargs (the check ``containers.run`` does before sending)."""
-    try:
-        kwargs = json.loads(rendered.artifacts[ARTIFACT])
-    except json.JSONDecodeError as exc:
-        raise ArtifactError(f"{ARTIFACT} is not valid JSON: {exc}") from exc
+    kwargs = parse_mapping_artifact(ARTIFACT, rendered.artifacts[ARTIFACT], "json")
     problems = _volume_problems([str(v) for v in kwargs.get("volumes", [])])
     if kwargs.get("detach") is not True or "image" not in kwargs:
         problems.append("it must name an image and run detached")

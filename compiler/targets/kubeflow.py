@@ -24,7 +24,6 @@ import os
 import re
 from typing import Any, Optional
 
-import yaml
 
 from nemorun import configmap_packaging as cmp
 from nemorun.command import function_spec_text, task_argv
@@ -32,6 +31,7 @@ from nemorun.errors import ArtifactError, ConfigError
 from nemorun.ir import Job, Rendered
 from nemorun.launchers import setup_lines, wrap
 from nemorun.render import render_template, shjoin, shquote
+from nemorun.validate import parse_mapping_artifact
 
 TRAINJOB, CONFIGMAP = "trainjob.yaml", "configmap.yaml"
 # the packagers this target ships code with (checked before packing, see nemorun.packaging)
@@ -151,13 +151,7 @@ def manifests(rendered: Rendered) -> tuple[dict[str, Any], Optional[dict[str, An
     """(TrainJob, ConfigMap or None) as objects, exactly as rendered."""
 
     def load(artifact: str) -> dict[str, Any]:
-        try:
-            doc = yaml.safe_load(rendered.artifacts[artifact])
-        except yaml.YAMLError as exc:
-            raise ArtifactError(f"{artifact} is not valid YAML: {exc}") from exc
-        if not isinstance(doc, dict):
-            raise ArtifactError(f"{artifact} is not a YAML mapping")
-        return doc
+        return parse_mapping_artifact(artifact, rendered.artifacts[artifact], "yaml")
 
     return load(TRAINJOB), (load(CONFIGMAP) if CONFIGMAP in rendered.artifacts else None)
 

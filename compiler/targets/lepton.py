@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import posixpath
 import re
 from typing import Any, Mapping
@@ -37,6 +36,7 @@ from nemorun.errors import ArtifactError
 from nemorun.ir import Job, Rendered
 from nemorun.launchers import setup_lines, wrap
 from nemorun.render import is_env_name, render_template, shjoin
+from nemorun.validate import parse_mapping_artifact
 
 ARTIFACT = "job.json"
 MAX_NAME = 36
@@ -128,10 +128,7 @@ def render(job: Job) -> Rendered:
 
 def validate(rendered: Rendered) -> None:
     """Lepton's client-side rules that need no SDK; tests add the strict job schema."""
-    try:
-        body = json.loads(rendered.artifacts[ARTIFACT])
-    except json.JSONDecodeError as exc:
-        raise ArtifactError(f"{ARTIFACT} is not valid JSON: {exc}") from exc
+    body = parse_mapping_artifact(ARTIFACT, rendered.artifacts[ARTIFACT], "json")
     name = str(body["metadata"]["id"])
     spec = body["spec"]
     problems = [] if _NAME.match(name) and len(name) <= MAX_NAME and not name.endswith(("-", "by-lepton")) else [f"job name {name!r} is not valid for Lepton"]

@@ -17,13 +17,13 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import yaml
 
 from nemorun.command import REMOTE_FUNCTION_SPEC, task_argv, write_function_spec_line
 from nemorun.errors import ArtifactError
 from nemorun.ir import Job, Rendered
 from nemorun.launchers import setup_lines, wrap
 from nemorun.render import render_template, shjoin, shquote
+from nemorun.validate import parse_mapping_artifact
 
 ARTIFACT = "task.yaml"
 # SkyPilot cluster names: a letter, then letters, digits, '-', '_', '.'; short enough for every cloud
@@ -107,12 +107,7 @@ def render(job: Job) -> Rendered:
 
 def validate(rendered: Rendered) -> None:
     """The YAML reads back as a task mapping with known keys; tests check SkyPilot's full schemas."""
-    try:
-        task = yaml.safe_load(rendered.artifacts[ARTIFACT])
-    except yaml.YAMLError as exc:
-        raise ArtifactError(f"{ARTIFACT} is not valid YAML: {exc}") from exc
-    if not isinstance(task, dict):
-        raise ArtifactError(f"{ARTIFACT} must be a mapping")
+    task = parse_mapping_artifact(ARTIFACT, rendered.artifacts[ARTIFACT], "yaml")
     unknown = sorted(set(task) - _TASK_KEYS)
     if unknown:
         raise ArtifactError(f"{ARTIFACT}: keys SkyPilot's task schema does not have: {', '.join(unknown)}")
