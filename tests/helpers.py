@@ -1,8 +1,10 @@
 """Builders shared by tests: compose a config like the CLI does, compile it on a pinned site."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from pathlib import Path
 from typing import Sequence
 
 from hydra import compose, initialize_config_module
@@ -29,3 +31,18 @@ def run_cli(args: Sequence[str], env: dict[str, str] | None = None, cwd: str | N
     return subprocess.run(
         [sys.executable, "-m", "nemorun", *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=timeout
     )
+
+
+# A git identity and no user/system config, so test repositories behave the same on every machine.
+GIT_ENV = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@example.com", "GIT_CONFIG_GLOBAL": "/dev/null", "GIT_CONFIG_NOSYSTEM": "1"}  # fmt: skip
+
+
+def git(repo: Path, *args: str) -> None:
+    subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, env={**os.environ, **GIT_ENV})
+
+
+def write_files(root: Path, files: dict[str, str]) -> None:
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)

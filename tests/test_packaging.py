@@ -8,7 +8,6 @@ import gzip
 import hashlib
 import json
 import os
-import subprocess
 import tarfile
 from pathlib import Path
 
@@ -17,28 +16,16 @@ import pytest
 from nemorun.errors import ConfigError
 from nemorun.packaging import FIXED_MTIME, archive_name, build
 from nemorun.schemas.packagers import GitPackagerConfig, HybridPackagerConfig, PatternPackagerConfig
-from tests.helpers import run_cli
+from tests.helpers import run_cli, git, write_files
 
-GIT_ENV = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com", "GIT_COMMITTER_NAME": "t",
-           "GIT_COMMITTER_EMAIL": "t@example.com", "GIT_CONFIG_GLOBAL": "/dev/null", "GIT_CONFIG_NOSYSTEM": "1"}  # fmt: skip
-
-
-def _git(repo: Path, *args: str) -> None:
-    subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, env={**os.environ, **GIT_ENV})
-
-
-def _write(root: Path, files: dict[str, str]) -> None:
-    for name, text in files.items():
-        (root / name).parent.mkdir(parents=True, exist_ok=True)
-        (root / name).write_text(text)
 
 
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
     root = tmp_path / "repo"
     root.mkdir()
-    _git(root, "init", "-q", "-b", "main")
-    _write(root, {
+    git(root, "init", "-q", "-b", "main")
+    write_files(root, {
         ".gitignore": "*.log\nbuild/\n",
         "README.md": "hello\n",
         "src/mymod.py": "import os\n\ndef where(tag: str = 'x') -> int:\n    print(f'{tag} cwd={os.getcwd()}', flush=True)\n    return 0\n",
@@ -46,8 +33,8 @@ def repo(tmp_path: Path) -> Path:
         "tools/run.sh": "#!/bin/sh\necho run\n",
     })  # fmt: skip
     os.chmod(root / "tools/run.sh", 0o755)
-    _git(root, "add", "-A")
-    _git(root, "commit", "-q", "-m", "init")
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "init")
     return root
 
 
@@ -81,7 +68,7 @@ def test_git_subpath_becomes_the_root(repo: Path, tmp_path: Path) -> None:
 
 
 def test_git_refuses_uncommitted_changes_and_includes_them_on_request(repo: Path, tmp_path: Path) -> None:
-    _write(repo, {"src/mymod.py": "changed = True\n", "src/new.py": "new\n", "debug.log": "ignored\n", "build/out.txt": "ignored\n"})
+    write_files(repo, {"src/mymod.py": "changed = True\n", "src/new.py": "new\n", "debug.log": "ignored\n", "build/out.txt": "ignored\n"})
     with pytest.raises(ConfigError, match=r"uncommitted changes .*include_uncommitted=true"):
         build(GitPackagerConfig(), str(repo), tmp_path)
     path, _, _ = build(GitPackagerConfig(include_uncommitted=True, subpath="src"), str(repo), tmp_path)
@@ -125,7 +112,7 @@ def test_archive_is_reproducible(repo: Path, tmp_path: Path) -> None:
 
 def test_pattern_one_glob_and_a_list(tmp_path: Path) -> None:
     base = tmp_path / "proj"
-    _write(base, {"conf/a.yaml": "a", "conf/deep/b.yaml": "b", "train.py": "t", "notes.txt": "n"})
+    write_files(base, {"conf/a.yaml": "a", "conf/deep/b.yaml": "b", "train.py": "t", "notes.txt": "n"})
     path, _, _ = build(PatternPackagerConfig(include_pattern="**/*.yaml", relative_path="proj"), str(tmp_path), tmp_path)
     assert {n for n, m in _members(path).items() if m.isfile()} == {"conf/a.yaml", "conf/deep/b.yaml"}
     path, _, _ = build(PatternPackagerConfig(include_pattern=["*.py", "conf"], relative_path="proj"), str(tmp_path), tmp_path)
@@ -137,7 +124,7 @@ def test_pattern_one_glob_and_a_list(tmp_path: Path) -> None:
 
 
 def test_hybrid_subfolders_and_root(repo: Path, tmp_path: Path) -> None:
-    _write(tmp_path / "extra", {"README.md": "other\n", "data/x.csv": "1\n"})
+    write_files(tmp_path / "extra", {"README.md": "other\n", "data/x.csv": "1\n"})
     subs = {"code": {"kind": "git", "subpath": "src"}, "extra": {"kind": "pattern", "include_pattern": "data", "relative_path": str(tmp_path / "extra")}}
     path, _, manifest = build(HybridPackagerConfig(sub_packagers=subs), str(repo), tmp_path)
     assert {n for n, m in _members(path).items() if m.isfile()} == {"code/mymod.py", "code/pkg/__init__.py", "extra/data/x.csv"}
@@ -147,7 +134,7 @@ def test_hybrid_subfolders_and_root(repo: Path, tmp_path: Path) -> None:
 
 
 def test_hybrid_conflict_names_both_sources(repo: Path, tmp_path: Path) -> None:
-    _write(tmp_path / "extra", {"README.md": "other\n"})
+    write_files(tmp_path / "extra", {"README.md": "other\n"})
     subs = {"code": {"kind": "git"}, "docs": {"kind": "pattern", "include_pattern": "*.md", "relative_path": str(tmp_path / "extra")}}
     with pytest.raises(ConfigError, match=r"'README.md' comes from both sub_packagers 'code' and 'docs'"):
         build(HybridPackagerConfig(sub_packagers=subs, extract_at_root=True), str(repo), tmp_path)

@@ -15,8 +15,7 @@ from pathlib import Path
 import pytest
 
 from nemorun.api import Experiment
-from tests.helpers import run_cli
-from tests.test_packaging import _git, _write
+from tests.helpers import run_cli, git, write_files
 
 EXPERIMENT = """\
 defaults:
@@ -40,10 +39,10 @@ tasks:
 def project(tmp_path: Path) -> Path:
     root = tmp_path / "repo"
     root.mkdir()
-    _git(root, "init", "-q", "-b", "main")
-    _write(root, {"data/first.txt": "first v1\n", "data/second.txt": "second v1\n", "data/third.txt": "third v1\n"})
-    _git(root, "add", "-A")
-    _git(root, "commit", "-q", "-m", "v1")
+    git(root, "init", "-q", "-b", "main")
+    write_files(root, {"data/first.txt": "first v1\n", "data/second.txt": "second v1\n", "data/third.txt": "third v1\n"})
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "v1")
     return root
 
 
@@ -51,7 +50,7 @@ def project(tmp_path: Path) -> Path:
 def env(cli_env: dict[str, str], tmp_path: Path) -> dict[str, str]:
     """The CLI environment plus a user config folder holding the ``packed`` experiment."""
     conf = tmp_path / "conf"
-    _write(conf, {"experiment/packed.yaml": EXPERIMENT})
+    write_files(conf, {"experiment/packed.yaml": EXPERIMENT})
     return dict(cli_env, NEMORUN_CONFIG_PATH=str(conf))
 
 
@@ -65,8 +64,8 @@ def _artifacts(exp: Experiment) -> dict[str, bytes]:
 
 
 def _change_repo(root: Path) -> None:
-    _write(root, {"data/first.txt": "first v2\n", "data/second.txt": "second v2\n", "data/third.txt": "third v2\n"})
-    _git(root, "commit", "-q", "-am", "v2")
+    write_files(root, {"data/first.txt": "first v2\n", "data/second.txt": "second v2\n", "data/third.txt": "third v2\n"})
+    git(root, "commit", "-q", "-am", "v2")
 
 
 def test_dry_run_ships_the_code_in_every_task(project: Path, cli_env: dict[str, str]) -> None:

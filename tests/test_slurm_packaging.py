@@ -20,8 +20,7 @@ from nemorun.pipeline import render_job
 from nemorun.store import ExperimentRecord
 from nemorun.targets.slurm import remote_archive
 from tests.fixtures.slurm_cluster import SlurmCluster
-from tests.helpers import PINNED_SITE, compose_config, run_cli
-from tests.test_packaging import _git, _write
+from tests.helpers import PINNED_SITE, compose_config, run_cli, git, write_files
 from tests.test_slurm_cluster import ssh, terminal, wait_until
 
 SHA = "ab" * 32
@@ -63,8 +62,8 @@ def project(tmp_path: Path) -> Path:
     """A git repository whose src/work.py writes a file; a unique stamp gives each test its own digest."""
     root = tmp_path / "project"
     root.mkdir()
-    _git(root, "init", "-q", "-b", "main")
-    _write(root, {
+    git(root, "init", "-q", "-b", "main")
+    write_files(root, {
         "src/work.py": (
             "import os, sys\n"
             "stamp = open('stamp.txt').read().strip()\n"
@@ -75,8 +74,8 @@ def project(tmp_path: Path) -> Path:
         "src/stamp.txt": f"stamp-{uuid.uuid4().hex}\n",
         "README.md": "not shipped with subpath=src\n",
     })  # fmt: skip
-    _git(root, "add", "-A")
-    _git(root, "commit", "-q", "-m", "init")
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "init")
     return root
 
 
