@@ -9,9 +9,8 @@ from __future__ import annotations
 import os
 import re
 import sys
-from typing import NoReturn, Optional
+from typing import Callable, NoReturn, Optional
 
-import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from nemorun.errors import NemorunError, one_line
@@ -24,8 +23,7 @@ _result_code: Optional[int] = None
 _pending_error: Optional[BaseException] = None
 
 
-@hydra.main(config_path="pkg://nemorun.conf", config_name=CONFIG_NAME, version_base="1.3")
-def _app(cfg: DictConfig) -> None:
+def _task_function(cfg: DictConfig) -> None:
     global _result_code, _pending_error
     from hydra.core.hydra_config import HydraConfig
 
@@ -39,6 +37,14 @@ def _app(cfg: DictConfig) -> None:
         _pending_error = exc
         return
     _result_code = result.exit_code
+
+
+def _hydra_app() -> Callable[[], None]:
+    """The ``@hydra.main`` app: built on demand, so a run served by the compose cache never
+    imports Hydra's composition machinery."""
+    import hydra
+
+    return hydra.main(config_path="pkg://nemorun.conf", config_name=CONFIG_NAME, version_base="1.3")(_task_function)
 
 
 def _debug(argv: list[str]) -> bool:
@@ -62,6 +68,8 @@ def describe_error(exc: BaseException) -> tuple[int, str]:
     from hydra.errors import HydraException, MissingConfigException
     from omegaconf.errors import OmegaConfBaseException
 
+    if isinstance(exc, _Described):
+        return exc.code, str(exc)
     if isinstance(exc, NemorunError):
         return exc.exit_code, one_line(str(exc))
     if isinstance(exc, MissingConfigException):
@@ -110,6 +118,51 @@ def _describe_config_error(exc: BaseException) -> str:
     return "; ".join(lines) or type(exc).__name__
 
 
+def is_plain_run(args: list[str]) -> bool:
+    """A single run given only as overrides: no flags (-m, --help, --cfg, --config-dir, ...) and
+    nothing under ``hydra.``. Such a run is composed once with Hydra's compose API; through
+    ``@hydra.main`` Hydra composes it twice (once only to learn the run mode), which costs about
+    as much as all of nemorun's own work in a dry run.
+    """
+    return bool(args) and all(not a.startswith("-") and not a.lstrip("+~").startswith("hydra") for a in args)
+
+
+def _run_composed(args: list[str]) -> None:
+    """Same config module, plugins, search path and checks as the ``@hydra.main`` path; a
+    config composed before from the same inputs comes from :mod:`nemorun.compose_cache`
+    (then Hydra's composition machinery is not even imported)."""
+    global _result_code, _pending_error
+    from nemorun import compose_cache
+    from nemorun.pipeline import launch_config
+
+    key = compose_cache.cache_key(args)
+    cfg = compose_cache.load(key)
+    try:
+        if cfg is not None:
+            _result_code = launch_config(cfg, args).exit_code
+            return
+        from nemorun.launching import compose_config, hydra_context
+
+        with hydra_context():
+            try:
+                cfg = compose_config(args)
+                if cfg.get("experiment") is None:  # multi-task experiments compose more, inside Hydra
+                    compose_cache.save(key, cfg)
+                _result_code = launch_config(cfg, args).exit_code
+            except Exception as exc:  # noqa: BLE001 - described while Hydra still knows the option lists
+                raise _Described(*describe_error(exc)) if not _debug(args) else exc
+    except Exception as exc:  # noqa: BLE001 - re-raised by main()
+        _pending_error = exc if isinstance(exc, _Described) or _debug(args) else _Described(*describe_error(exc))
+
+
+class _Described(Exception):
+    """An error already turned into its one line (while Hydra's option lists were available)."""
+
+    def __init__(self, code: int, message: str):
+        super().__init__(message)
+        self.code = code
+
+
 def fail(code: int, message: str) -> NoReturn:
     print(f"nemorun: error: {message}", file=sys.stderr)
     sys.exit(code)
@@ -133,10 +186,13 @@ def main(argv: Optional[list[str]] = None) -> None:
         quiet.addHandler(logging.NullHandler())
         quiet.propagate = False
     try:
-        from hydra_plugins.nemorun_plugins import register_all
+        if is_plain_run(args):
+            _run_composed(args)
+        else:
+            from hydra_plugins.nemorun_plugins import register_all
 
-        register_all()
-        _app()
+            register_all()
+            _hydra_app()()
         if _pending_error is not None:
             raise _pending_error
     except SystemExit:

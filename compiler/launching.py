@@ -35,7 +35,7 @@ def hydra_context() -> Iterator[Any]:
         yield GlobalHydra.instance().config_loader()
 
 
-def _compose(overrides: Sequence[str]) -> DictConfig:
+def compose_config(overrides: Sequence[str]) -> DictConfig:
     from hydra import compose
 
     from nemorun.cli import CONFIG_NAME
@@ -73,12 +73,12 @@ def launch_overrides(overrides: Sequence[str], *, multirun: Optional[bool] = Non
             if multirun is None:
                 multirun = any(o.is_sweep_override() for o in parse_overrides(overrides))
             if not multirun:
-                result = launch_config(_compose(overrides), list(overrides), out=out)
+                result = launch_config(compose_config(overrides), list(overrides), out=out)
                 return result.record.path if result.record else None
             batch = _sweep_batch(overrides)
-            first = _compose(batch[0])
+            first = compose_config(batch[0])
             sweep = run_sweep(
-                batch, _compose, default_site(), command_overrides=list(overrides), is_group=_is_group(loader),
+                batch, compose_config, default_site(), command_overrides=list(overrides), is_group=_is_group(loader),
                 dryrun=bool(first.dryrun), render_dir=first.get("render_dir"), out=out,
             )
             return Path(sweep.record_path) if sweep.record_path else None
@@ -138,7 +138,7 @@ def _is_selection(ov: Any, is_group: Any) -> bool:
     return ov.package is not None or "/" in key or bool(is_group(key))
 
 
-def _snapshot_compose(base: DictConfig, selection: frozenset[str], is_group: Any) -> Any:
+def _snapshotcompose_config(base: DictConfig, selection: frozenset[str], is_group: Any) -> Any:
     """``compose(overrides)`` against the snapshot instead of the config files."""
     import copy
 
@@ -185,7 +185,7 @@ def rerun(record: ExperimentRecord, overrides: Sequence[str], *, out: TextIO = s
                 raise ConfigError(f"experiment {record.id} is a single run: a rerun takes plain values, not sweeps")
             first_stored = _sweep_batch(stored)[0] if multirun else stored
             selection = frozenset(t for t, o in zip(first_stored, parse_overrides(first_stored)) if _is_selection(o, is_group))
-            compose = _snapshot_compose(snapshot(record), selection, is_group)
+            compose = _snapshotcompose_config(snapshot(record), selection, is_group)
             if not multirun:
                 result = launch_config(compose(combined), combined, out=out)
                 return result.record.path if result.record else None
@@ -221,9 +221,9 @@ def plan_entries(meta: dict[str, Any], site: compiler.Site, packages: Any = None
     with hydra_context() as loader:
         if meta.get("multirun"):
             return [Entry(j.planned, j.overrides) for j in plan_sweep(
-                _sweep_batch(overrides), _compose, site, command_overrides=overrides, is_group=_is_group(loader),
+                _sweep_batch(overrides), compose_config, site, command_overrides=overrides, is_group=_is_group(loader),
                 package=packages.package)]
-        cfg = _compose(overrides)
+        cfg = compose_config(overrides)
         if cfg.get("experiment") is not None:
             from nemorun.multitask import plan_tasks
 
