@@ -220,3 +220,10 @@ def test_stopped_engine_with_stale_socket_is_one_line(cli_env: dict[str, str], n
     proc = run_cli(["executor=docker", "task=hello", "executor.container_image=local/busybox:1"], env={**cli_env, "DOCKER_HOST": f"unix://{path}"})
     assert_one_line_error(proc, 1, f"cannot reach the Docker engine at unix://{path}", "refused")
     assert only_experiment(nemorun_home).job("hello").phase == "failed-to-submit"
+
+
+def test_wait_keeps_stdout_and_stderr_apart(env: dict[str, str], nemorun_home: Path, docker_engine: Any) -> None:
+    proc = run_cli(base(docker_engine, "task.inline='echo to-out; sleep 0.3; echo to-err >&2; exit 5'", "wait=true"), env=env)
+    assert proc.returncode == 5, proc.stderr
+    assert "to-out" in proc.stdout and "to-err" not in proc.stdout
+    assert "to-err" in proc.stderr and "to-out" not in proc.stderr

@@ -207,6 +207,57 @@ def logs(handle: Handle, follow: bool = False) -> Iterator[str]:
         c.close()
 
 
+def stream(handle: Handle) -> Iterator[tuple[str, str]]:
+    """``(stream, line)`` while the container runs, stdout and stderr kept apart (``wait=true``).
+
+    The Engine API serves each stream as its own followed log; one thread per stream feeds a
+    queue so lines reach the terminal as they come, whichever stream they are on.
+    """
+    import queue
+    import threading
+
+    docker = sdk()
+    host = handle.data.get("docker_host")
+    c = client(host)
+    container = _container(c, handle)
+    if container is None:
+        c.close()
+        raise SubmitError(f"container {handle.data['name']} is no longer on the Docker engine at {_where(host)}")
+    lines: "queue.Queue[tuple[str, Optional[str]]]" = queue.Queue()
+
+    def pump(name: str) -> None:
+        partial = b""
+        try:
+            for chunk in container.logs(stream=True, follow=True, stdout=name == "stdout", stderr=name == "stderr"):
+                *done, partial = (partial + chunk).split(b"\n")
+                for line in done:
+                    lines.put((name, line.decode(errors="replace") + "\n"))
+            if partial:
+                lines.put((name, partial.decode(errors="replace")))
+        except docker.errors.DockerException:
+            pass  # the container went away: what was read is all there is
+        finally:
+            lines.put((name, None))
+
+    threads = [threading.Thread(target=pump, args=(n,), daemon=True) for n in ("stdout", "stderr")]
+    for t in threads:
+        t.start()
+    try:
+        open_streams = len(threads)
+        while open_streams:
+            name, line = lines.get()
+            if line is None:
+                open_streams -= 1
+            else:
+                yield name, line
+        try:
+            container.wait()  # the log streams can end a moment before the state says so
+        except docker.errors.DockerException:
+            pass
+    finally:
+        c.close()
+
+
 def cancel(handle: Handle) -> None:
     """Idempotent: a container that already stopped, or is gone, is left as it is."""
     docker = sdk()
