@@ -25,6 +25,10 @@ A plain argv becomes ``command`` = its first word and ``args`` = the rest, shell
 command the shell must expand (launcher variables) runs under ``bash -c``. Nothing ships files
 to the pod, so a function task's ``function.yaml`` travels in the environment variable
 ``NEMORUN_FUNCTION_SPEC`` and the command writes it to a file before starting the entry point.
+
+Secrets: ``env_vars: {NAME: {secret: s, key: k}}`` becomes the ``EnvironmentVariable`` secret
+source ``{"name": NAME, "secret": {"name": s, "key": k}}`` (a Kubernetes Secret in the project's
+namespace, read in the pod); the request carries the reference, never a value.
 """
 from __future__ import annotations
 
@@ -36,7 +40,7 @@ from typing import Any, Mapping
 from nemorun.command import function_spec_text, task_argv
 from nemorun.errors import ArtifactError, ConfigError
 from nemorun.ir import Job, Rendered
-from nemorun.launchers import wrap
+from nemorun.launchers import setup_lines, wrap
 from nemorun.render import Raw, is_env_name, render_template, shjoin, shquote
 from nemorun.validate import parse_mapping_artifact
 
@@ -46,6 +50,8 @@ _PLACEHOLDER_PROJECT = "<looked up at submission: project {}>"
 # where a function task's spec is written inside the pod, and the variable that carries it there
 FUNCTION_SPEC_PATH = "/tmp/nemorun-function.yaml"
 FUNCTION_SPEC_ENV = "NEMORUN_FUNCTION_SPEC"
+# EnvironmentVariableSecret.name in the 2.24 OpenAPI spec
+_SECRET_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
 # NeMo-Run's limit: leaves room for the suffix Run:ai appends (useGivenNameAsPrefix) within 63
 MAX_NAME = 34
 
@@ -96,12 +102,16 @@ def workload_name(job: Job) -> str:
 
 
 def command_fields(job: Job) -> dict[str, str]:
+    """Run:ai takes ``command`` and ``args`` as strings. Anything that needs a shell (the
+    launcher's rendezvous lines, shell variables, writing a function task's spec) becomes one
+    ``bash -c`` script; a plain argv stays a plain command."""
     argv = wrap(job, task_argv(job, FUNCTION_SPEC_PATH), form="dgxcloud")
+    lines = setup_lines(job, "dgxcloud")
     if job.task.kind == "function":
-        write_spec = f'printf %s "${FUNCTION_SPEC_ENV}" > {FUNCTION_SPEC_PATH}'
-        return {"command": "bash", "args": shjoin(["-c", f"{write_spec} && exec {shjoin(argv)}"])}
-    if any(isinstance(a, Raw) for a in argv):
-        return {"command": "bash", "args": shjoin(["-c", shjoin(argv)])}
+        lines = [*lines, f'printf %s "${FUNCTION_SPEC_ENV}" > {FUNCTION_SPEC_PATH}']
+    if lines or any(isinstance(a, Raw) for a in argv):
+        script = "; ".join(["set -euo pipefail", *lines, f"exec {shjoin(argv)}"])
+        return {"command": "bash", "args": shjoin(["-c", script])}
     fields = {"command": shquote(argv[0])}
     if len(argv) > 1:
         fields["args"] = shjoin(argv[1:])
@@ -136,8 +146,10 @@ def build_request(job: Job) -> dict[str, Any]:
     env = dict(job.env)
     if job.task.kind == "function":
         env[FUNCTION_SPEC_ENV] = function_spec_text(job.task)
-    if env:
-        spec["environmentVariables"] = [{"name": k, "value": v} for k, v in sorted(env.items())]
+    variables = [{"name": k, "value": v} for k, v in env.items()]
+    variables += [{"name": k, "secret": {"name": r.name, "key": r.key}} for k, r in job.secrets.items()]
+    if variables:
+        spec["environmentVariables"] = sorted(variables, key=lambda e: str(e["name"]))
     spec["compute"] = {"gpuDevicesRequest": ex.gpus_per_node, "largeShmRequest": ex.large_shm}
     if ex.pvcs:
         spec["storage"] = {
@@ -186,5 +198,10 @@ def validate(rendered: Rendered) -> None:
     problems = [f"{key} is missing" for key in ("name", "projectId", "clusterId") if not body.get(key)]
     problems += [f"spec.{key} must be a non-empty string" for key in ("command", "args", "image") if key in spec and not (isinstance(spec[key], str) and spec[key])]
     problems += [f"environment variable name {e.get('name')!r} is not valid" for e in spec.get("environmentVariables", []) if not is_env_name(str(e.get("name")))]
+    problems += [
+        f"environment variable {e.get('name')}: secret name {e['secret'].get('name')!r} is not a Kubernetes name (lower-case letters, digits, '-')"
+        for e in spec.get("environmentVariables", [])
+        if "secret" in e and not _SECRET_NAME.match(str(e["secret"].get("name", "")))
+    ]
     if problems:
         raise ArtifactError(f"{ARTIFACT}: {'; '.join(problems)}")
