@@ -98,6 +98,9 @@ def _describe_config_error(exc: BaseException) -> str:
     cause = exc.__cause__ or exc
     full_key = getattr(cause, "full_key", None)
     object_type = getattr(cause, "object_type", None)
+    refused_ref = _secret_reference_refused(cause)
+    if refused_ref:
+        return refused_ref
     if isinstance(cause, (ConfigAttributeError, ConfigKeyError)) and full_key:
         known: list[str] = []
         if object_type is not None and dataclasses.is_dataclass(object_type):
@@ -116,6 +119,21 @@ def _describe_config_error(exc: BaseException) -> str:
         return f"{key}: {first}" if key and key not in first else first
     lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith(("full_key:", "object_type", "reference_type"))]
     return "; ".join(lines) or type(exc).__name__
+
+
+def _secret_reference_refused(cause: BaseException) -> Optional[str]:
+    """A ``{secret: ...}`` env var that a plain-string env_vars schema refused (OmegaConf says only
+    "Cannot convert 'dict' to string"): say which executors take references instead."""
+    key = str(getattr(cause, "full_key", "") or "")
+    value = getattr(cause, "value", None)
+    if not (key.startswith("executor.env_vars.") and isinstance(value, dict) and "secret" in value):
+        return None
+    from nemorun.compile import secret_refs_unsupported
+
+    env_vars = getattr(cause, "parent_node", None)
+    executor = env_vars._get_parent() if env_vars is not None else None
+    kind = executor.get("kind") if isinstance(executor, DictConfig) else None
+    return secret_refs_unsupported(key, str(kind) if kind else None)
 
 
 def is_plain_run(args: list[str]) -> bool:

@@ -12,7 +12,7 @@ import difflib
 import os
 import sys
 from dataclasses import dataclass
-from typing import Any, Iterator, Optional
+from typing import Any, Iterator, Mapping, Optional
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -20,6 +20,7 @@ from omegaconf.errors import OmegaConfBaseException
 from nemorun import ir
 from nemorun.errors import ConfigError
 from nemorun.render import is_env_name
+from nemorun.schemas.core import SECRET_REFS
 
 
 @dataclass(frozen=True)
@@ -130,15 +131,59 @@ def secret_fields_as_references(node: DictConfig) -> DictConfig:
     return node
 
 
-def secret_references(env_vars: Any) -> dict[str, str]:
-    """``{NAME: {secret: ref}}`` entries of an executor's env_vars (executors whose schema allows
-    them, e.g. lepton): the variable comes from the platform's secret store, never a value here."""
-    refs: dict[str, str] = {}
+_REF_FIELD_FORMS = {"secret": "secret: <secret name>", "key": "key: <key in the secret>"}
+
+
+def secret_ref_fields(executor_type: type) -> tuple[str, ...]:
+    """The fields of a secret reference on this executor; () when its env_vars are plain strings."""
+    for f in dataclasses.fields(executor_type):
+        if f.name == "env_vars":
+            return tuple(f.metadata.get(SECRET_REFS, ()))  # declared with schemas.core.secret_env_vars
+    return ()
+
+
+def secret_reference_executors() -> list[str]:
+    """Executor kinds whose env_vars take secret references, read from the schemas themselves."""
+    from nemorun.schemas import all_schemas
+
+    prefix = "_schema_executor_"
+    return sorted(n[len(prefix):] for n, cls in all_schemas().items() if n.startswith(prefix) and secret_ref_fields(cls))
+
+
+def secret_refs_unsupported(path: str, kind: Optional[str]) -> str:
+    """The one line for a ``{secret: ...}`` value on an executor whose env_vars are plain strings."""
+    *others, last = secret_reference_executors()
+    which = f"{', '.join(others)} and {last}" if others else last
+    this = f"; executor={kind} takes plain string values" if kind else ""
+    return f"{path}: secret references ({{secret: ...}}) are supported by the {which} executors only{this}"
+
+
+def secret_references(env_vars: Mapping[str, Any], fields: tuple[str, ...], kind: str) -> dict[str, ir.SecretRef]:
+    """The ``{NAME: {secret: name[, key: key]}}`` entries of an executor's env_vars, as IR references.
+
+    One parser for every target that takes references, so all spell and check them alike. Nothing
+    is resolved or read: a reference names where the platform keeps the value, in the pod.
+    """
+    form = "{" + ", ".join(_REF_FIELD_FORMS[f] for f in fields) + "}"
+    refs: dict[str, ir.SecretRef] = {}
     for key, value in env_vars.items():
-        if isinstance(value, dict):
-            if set(value) != {"secret"} or not isinstance(value["secret"], str) or not value["secret"]:
-                raise ConfigError(f"executor.env_vars.{key}: a mapping value must be {{secret: <secret name>}}")
-            refs[str(key)] = value["secret"]
+        path = f"executor.env_vars.{key}"
+        if isinstance(value, Mapping):
+            if not fields:
+                raise ConfigError(secret_refs_unsupported(path, kind))
+            missing = [f for f in fields if f not in value]
+            unknown = sorted(str(f) for f in value if f not in fields)
+            empty = [f for f in fields if f in value and not (isinstance(value[f], str) and value[f])]
+            if missing or unknown or empty:
+                what = "; ".join(
+                    f"{label}: {', '.join(names)}"
+                    for label, names in (("missing", missing), ("unknown", unknown), ("not a non-empty string", empty))
+                    if names
+                )
+                raise ConfigError(f"{path}: a mapping value must be {form} ({what})")
+            refs[str(key)] = ir.SecretRef(name=value["secret"], key=value.get("key"))
+        elif isinstance(value, (list, tuple)):
+            raise ConfigError(f"{path}: a value must be a string{' or ' + form if fields else ''}, not a list")
     return refs
 
 
@@ -255,9 +300,13 @@ def compile_job(
     job = job_name or task.name
 
     env: dict[str, str] = {}
-    secrets = secret_references(executor.env_vars)
+    secrets = secret_references(executor.env_vars, secret_ref_fields(type(executor)), str(executor.kind))
     env.update({str(k): str(v) for k, v in executor.env_vars.items() if str(k) not in secrets})
-    env.update({str(k): str(v) for k, v in _to_object(cfg.task, "task").env.items()})
+    task_env = {str(k): str(v) for k, v in _to_object(cfg.task, "task").env.items()}
+    both = sorted(set(task_env) & set(secrets))
+    if both:
+        raise ConfigError(f"task.env.{both[0]} is also a secret reference in executor.env_vars; set it in one place")
+    env.update(task_env)
     for key in [*env, *secrets]:
         if not is_env_name(key):
             raise ConfigError(f"environment variable name {key!r} is not valid (letters, digits, _; not starting with a digit)")

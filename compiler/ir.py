@@ -75,6 +75,18 @@ class Package:
 
 
 @dataclass(frozen=True)
+class SecretRef:
+    """Where a secret lives on the platform, never its value: the platform resolves it in the pod.
+
+    ``key`` names one entry of the secret where the platform stores several per secret
+    (Kubernetes ``secretKeyRef``, Run:ai ``secret``); Lepton's workspace secrets have none.
+    """
+
+    name: str
+    key: Optional[str] = None
+
+
+@dataclass(frozen=True)
 class ArrayTask:
     """One point of a value-only sweep inside an array job: only its name and task differ."""
 
@@ -105,7 +117,7 @@ class Job:
     image: Optional[str] = None
     mounts: tuple[Mount, ...] = ()
     # environment variable name -> secret reference (never a value)
-    secrets: Mapping[str, str] = field(default_factory=dict)
+    secrets: Mapping[str, SecretRef] = field(default_factory=dict)
     retries: int = 0
     # interpreter for Python scripts and function tasks on the target
     python: str = "python"

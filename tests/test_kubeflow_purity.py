@@ -72,4 +72,4 @@ def test_cli_dry_run_oversize_is_one_line_and_records_nothing(cli_env: dict[str,
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("nemorun: error: ConfigMap nemorun-code-")
     assert "over Kubernetes' 1 MiB limit; largest: big.py (781.2 KiB), small.py (293.0 KiB)" in proc.stderr
-    assert not Path(cli_env["NEMORUN_HOME"]).exists()
+    assert not (Path(cli_env["NEMORUN_HOME"]) / "experiments").exists(), "a rejected dry run records nothing"

@@ -47,6 +47,16 @@ class NoneLauncherConfig:
     kind: str = "none"
 
 
+# field metadata naming the fields of an env_vars secret reference (see secret_env_vars)
+SECRET_REFS = "secret_refs"
+
+
+def secret_env_vars(*ref_fields: str) -> Any:
+    """``env_vars`` of an executor whose platform resolves secrets in the pod: values are strings or
+    references ``{secret: <name>, ...}`` with exactly ``ref_fields`` (type it ``Dict[str, Any]``)."""
+    return field(default_factory=dict, metadata={SECRET_REFS: ref_fields})
+
+
 @dataclass
 class ExecutorConfig:
     """Fields every executor has. Executors add their own fields in a subclass (one level only)."""

@@ -5,6 +5,7 @@ The app secret is never a value in the config: ``app_secret`` must be an interpo
 ``app_secret`` carries ``secret=True`` field metadata, so ``nemorun.compile`` keeps its
 interpolation text unresolved in the IR; the submitter resolves it at submission only. The
 experiment record stores the unresolved config, so it holds the reference, never the value.
+Secrets the job itself needs are references too: ``env_vars: {HF_TOKEN: {secret: hf-token, key: token}}``.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import Any, Dict, List, Optional
 
 from omegaconf import MISSING
 
-from nemorun.schemas.core import ExecutorConfig
+from nemorun.schemas.core import ExecutorConfig, secret_env_vars
 
 SECRET_SOURCES = ("app_secret", "app_secret_env", "app_secret_file")
 
@@ -36,6 +37,9 @@ class DgxPvcConfig:
 @dataclass
 class DgxCloudExecutorConfig(ExecutorConfig):
     kind: str = "dgxcloud"
+    # values are strings, or {secret: <secret name>, key: <key in it>} for a Run:ai secret source
+    # (a Kubernetes Secret in the project's namespace, resolved in the pod)
+    env_vars: Dict[str, Any] = secret_env_vars("secret", "key")
     # API root including the version: https://<tenant>/api/v1
     base_url: str = MISSING
     # client id of the Run:ai application (not secret)

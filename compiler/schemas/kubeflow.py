@@ -11,7 +11,7 @@ from typing import Any, Dict, List, Optional
 
 from omegaconf import MISSING
 
-from nemorun.schemas.core import ExecutorConfig
+from nemorun.schemas.core import ExecutorConfig, secret_env_vars
 
 
 class RuntimeKind(str, enum.Enum):
@@ -22,6 +22,9 @@ class RuntimeKind(str, enum.Enum):
 @dataclass
 class KubeflowExecutorConfig(ExecutorConfig):
     kind: str = "kubeflow"
+    # values are strings, or {secret: <Secret name>, key: <key in it>} for a Kubernetes Secret
+    # reference (secretKeyRef, resolved in the pod; the Secret must be in the TrainJob's namespace)
+    env_vars: Dict[str, Any] = secret_env_vars("secret", "key")
     # Kubernetes namespace of the TrainJob (and of its ConfigMap)
     namespace: str = "default"
     # (Cluster)TrainingRuntime the TrainJob is built from (must exist on the cluster)

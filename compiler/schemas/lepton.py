@@ -11,7 +11,7 @@ from typing import Any, Dict, List, Optional
 
 from omegaconf import MISSING
 
-from nemorun.schemas.core import ExecutorConfig
+from nemorun.schemas.core import ExecutorConfig, secret_env_vars
 
 # Lepton's queue priority classes (leptonai/cli/util.py::_validate_queue_priority, canonical forms)
 PRIORITY_CLASSES = tuple(f"{band}-{n}000" for band, ns in (("low", "123"), ("mid", "456"), ("high", "789")) for n in ns)
@@ -34,7 +34,7 @@ class LeptonMountConfig:
 class LeptonExecutorConfig(ExecutorConfig):
     kind: str = "lepton"
     # values are strings, or {secret: <workspace secret name>} for a secret reference
-    env_vars: Dict[str, Any] = field(default_factory=dict)
+    env_vars: Dict[str, Any] = secret_env_vars("secret")
     # Lepton resource shape per replica, e.g. gpu.8xh100-80gb, cpu.small
     resource_shape: str = MISSING
     # dedicated node group name (or id); its id is looked up at submission

@@ -16,6 +16,7 @@ its keyword arguments, so tests bind them to the real SDK signatures without a s
 """
 from __future__ import annotations
 
+import re
 from typing import Any, Iterator, Mapping, Sequence
 
 import yaml
@@ -45,6 +46,10 @@ STATE_MAP: dict[str, AppState] = {
     "FAILED_CONTROLLER": AppState.FAILED,
 }
 MANAGED = "managed"
+# what the API server answers for a cluster, or a jobs controller, that is not there (any more):
+# its jobs are then UNKNOWN, not an error (a cluster torn down by down=true is the common case)
+_GONE = ("ClusterDoesNotExist", "ClusterNotUpError")
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def _sky() -> Any:
@@ -63,17 +68,25 @@ def _fn(sky: Any, dotted: str) -> Any:
 
 
 def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    """The message without SkyPilot's colour codes (its errors carry them even off a terminal)."""
+    return (_ANSI.sub("", str(exc)).strip().splitlines() or [type(exc).__name__])[0]
 
 
-def _run(sky: Any, what: str, dotted: str, *args: Any, **kwargs: Any) -> Any:
-    """Call one SDK function and wait for its API-server request; errors become one line."""
+class _Gone(Exception):
+    """The cluster or jobs controller a request named does not exist or is not up."""
+
+
+def _run(sky: Any, what: str, dotted: str, *args: Any, gone_ok: bool = False, **kwargs: Any) -> Any:
+    """Call one SDK function and wait for its API-server request; errors become one line
+    (``gone_ok``: a missing cluster or controller raises :class:`_Gone` instead)."""
     try:
         request_id = _fn(sky, dotted)(*args, **kwargs)
         return sky.stream_and_get(request_id) if dotted.endswith("launch") else sky.get(request_id)
     except SubmitError:
         raise
-    except Exception as exc:  # ApiServerConnectionError, ClusterNotUpError, ResourcesUnavailableError...
+    except Exception as exc:  # ApiServerConnectionError, NoCloudAccessError, ResourcesUnavailableError...
+        if gone_ok and type(exc).__name__ in _GONE:
+            raise _Gone(_first_line(exc)) from None
         raise SubmitError(f"SkyPilot API server {_server(sky)}: {what} failed: {type(exc).__name__}: {_first_line(exc)}") from None
 
 
@@ -96,7 +109,8 @@ def launch_call(job: Job) -> tuple[str, dict[str, Any]]:
 
 def status_call(cluster: str, job_ids: Sequence[int]) -> tuple[str, dict[str, Any]]:
     if cluster == MANAGED:
-        return "jobs.queue", {"refresh": False, "skip_finished": False, "all_users": True, "job_ids": list(job_ids)}
+        # version=2: version 1 logs a deprecation warning on every call
+        return "jobs.queue", {"refresh": False, "skip_finished": False, "all_users": True, "job_ids": list(job_ids), "version": 2}
     return "queue", {"cluster_name": cluster, "skip_finished": False, "all_users": True}
 
 
@@ -145,7 +159,11 @@ def status(handles: Sequence[Handle]) -> dict[str, JobStatus]:
     out: dict[str, JobStatus] = {}
     for cluster, group in by_cluster.items():
         dotted, kwargs = status_call(cluster, [_split(h)[1] for h in group])
-        records = _run(sky, f"{dotted} on {cluster}", dotted, **kwargs)
+        try:
+            records = _run(sky, f"{dotted} on {cluster}", dotted, gone_ok=True, **kwargs)
+        except _Gone as gone:
+            out.update({h.id: JobStatus(AppState.UNKNOWN, None, str(gone)) for h in group})
+            continue
         if isinstance(records, tuple):  # jobs.queue(version=2) shape: (records, total, ...)
             records = records[0]
         seen: Mapping[int, Any] = {int(r.job_id): r.status for r in records if r.job_id is not None}
@@ -157,7 +175,12 @@ def status(handles: Sequence[Handle]) -> dict[str, JobStatus]:
 
 
 def logs(handle: Handle, follow: bool = False) -> Iterator[str]:
+    """Checks the job is known first: the streaming call (``preload_content=False``) ends silently,
+    with no lines and no error, for a cluster or managed job that does not exist."""
+    known = status([handle])[handle.id]
     sky = _sky()
+    if known.state is AppState.UNKNOWN:
+        raise SubmitError(f"SkyPilot API server {_server(sky)}: no logs for {handle.id}: {known.detail}")
     cluster, job_id = _split(handle)
     dotted, kwargs = logs_call(cluster, job_id, follow)
     try:
@@ -169,8 +192,9 @@ def logs(handle: Handle, follow: bool = False) -> Iterator[str]:
 
 
 def cancel(handle: Handle) -> None:
-    """Idempotent: SkyPilot ignores cancelling a job that has already ended."""
-    if status([handle])[handle.id].state.is_terminal:
+    """Idempotent: a job that has ended, or whose cluster or controller is gone, is left alone."""
+    state = status([handle])[handle.id].state
+    if state.is_terminal or state is AppState.UNKNOWN:
         return
     cluster, job_id = _split(handle)
     dotted, kwargs = cancel_call(cluster, job_id)

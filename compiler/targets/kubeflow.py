@@ -12,6 +12,9 @@ Artifacts:
   (see :mod:`nemorun.configmap_packaging` for the key mapping and the 1 MiB check) and, for
   function tasks, ``.nemorun/function.yaml``; mounted read-only at ``executor.code_dir``.
 
+Secrets: ``env_vars: {NAME: {secret: s, key: k}}`` becomes ``valueFrom.secretKeyRef`` in the
+trainer's env; the kubelet reads the Secret (in the TrainJob's namespace) when it starts a pod.
+
 The command always runs through ``bash -c``: the trainer has no working-directory field, so
 packaged code is entered with ``cd``, and launcher forms need the shell for ``$PET_*`` variables.
 
@@ -42,6 +45,8 @@ CODE_VOLUME = "nemorun-code"
 FUNCTION_PATH = ".nemorun/function.yaml"
 MAX_NAME = 45  # TrainJob names may have 63 chars; JobSet derives longer Job and pod names from it
 _RFC1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+_RFC1123 = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_SECRET_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
 
 
 def _dns_label(text: str) -> str:
@@ -77,6 +82,28 @@ def _bundle(job: Job, name: str) -> Optional[cmp.ConfigMapBundle]:
             f"task.script {script} is not among the packaged files (packager.include_pattern={cfg.include_pattern}, relative_path={cfg.relative_path})"
         )
     return found
+
+
+def _env(job: Job) -> list[dict[str, Any]]:
+    """Plain values, and secret references as ``secretKeyRef`` (the kubelet reads the Secret)."""
+    plain: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in job.env.items()]
+    refs = [{"name": k, "valueFrom": {"secretKeyRef": {"name": r.name, "key": r.key}}} for k, r in job.secrets.items()]
+    return sorted(plain + refs, key=lambda e: str(e["name"]))
+
+
+def _secret_ref_problems(env: list[dict[str, Any]]) -> list[str]:
+    """What the kubelet would refuse only when it starts the pods (the TrainJob's schema takes any string)."""
+    problems = []
+    for e in env:
+        ref = (e.get("valueFrom") or {}).get("secretKeyRef")
+        if ref is None:
+            continue
+        name, key = str(ref.get("name", "")), str(ref.get("key", ""))
+        if len(name) > 253 or not all(_RFC1123.match(part) for part in name.split(".")):
+            problems.append(f"env {e['name']}: secret name {name!r} is not a DNS subdomain (lower-case letters, digits, '-', '.')")
+        if len(key) > 253 or not _SECRET_KEY.match(key):
+            problems.append(f"env {e['name']}: secret key {key!r} may hold only letters, digits, '-', '_' and '.'")
+    return problems
 
 
 def _resources(ex: Any) -> dict[str, dict[str, str]]:
@@ -132,7 +159,7 @@ def render(job: Job) -> Rendered:
         "labels": labels,
         "runtime_kind": getattr(ex.runtime_kind, "value", ex.runtime_kind),
         "command": ["/bin/bash", "-c", _shell(job, bundle)],
-        "env": [{"name": k, "value": v} for k, v in sorted(job.env.items())],
+        "env": _env(job),
         "resources": _resources(ex),
         "pod_patch": _pod_patch(ex, bundle),
     }
@@ -166,6 +193,9 @@ def validate(rendered: Rendered) -> None:
     name = str(trainjob.get("metadata", {}).get("name", ""))
     if not _RFC1035.match(name) or len(name) > 63:
         raise ArtifactError(f"{TRAINJOB}: metadata.name {name!r} is not an RFC 1035 label of at most 63 characters")
+    problems = _secret_ref_problems(list((trainjob.get("spec", {}).get("trainer") or {}).get("env") or []))
+    if problems:
+        raise ArtifactError(f"{TRAINJOB}: {'; '.join(problems)}")
     if configmap is not None:
         files = cmp.files_of(configmap)
         bad = [k for k in list(configmap.get("data") or {}) + list(configmap.get("binaryData") or {}) if cmp.encode_key(cmp.decode_key(k)) != k]

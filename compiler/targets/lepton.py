@@ -82,7 +82,7 @@ def command(job: Job) -> list[str]:
 
 def _envs(job: Job) -> list[dict[str, Any]]:
     plain = [{"name": k, "value": v} for k, v in job.env.items()]
-    refs = [{"name": k, "value_from": {"secret_name_ref": ref}} for k, ref in job.secrets.items()]
+    refs = [{"name": k, "value_from": {"secret_name_ref": ref.name}} for k, ref in job.secrets.items()]
     return sorted(plain + refs, key=lambda e: str(e["name"]))
 
 
