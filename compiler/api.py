@@ -153,14 +153,10 @@ class Experiment:
         """``(stream, line)`` pairs until the job ends, ``stream`` being stdout or stderr: what
         ``wait=true`` shows, so ``exp logs -f`` can keep the two apart. Backends without a
         ``stream`` hook report every line as stdout."""
-        from nemorun.submitters import submitter_module
+        from nemorun.submitters import follow
 
         _, handle = self._submitted(job)
-        module = submitter_module(handle.backend)
-        if hasattr(module, "stream"):
-            yield from module.stream(handle)
-        else:
-            yield from (("stdout", line) for line in module.logs(handle, follow=True))
+        yield from follow(handle)
 
     def logs(self, job: Optional[str] = None, follow: bool = False) -> Iterator[str]:
         """A job's output: the synced copy in its folder if there is one, else from the backend."""

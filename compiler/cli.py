@@ -149,28 +149,27 @@ def _run_composed(args: list[str]) -> None:
     """Same config module, plugins, search path and checks as the ``@hydra.main`` path; a
     config composed before from the same inputs comes from :mod:`nemorun.compose_cache`
     (then Hydra's composition machinery is not even imported)."""
-    global _result_code, _pending_error
+    global _result_code
     from nemorun import compose_cache
     from nemorun.pipeline import launch_config
 
     key = compose_cache.cache_key(args)
     cfg = compose_cache.load(key)
-    try:
-        if cfg is not None:
-            _result_code = launch_config(cfg, args).exit_code
-            return
-        from nemorun.launching import compose_config, hydra_context
+    if cfg is not None:
+        _result_code = launch_config(cfg, args).exit_code
+        return
+    from nemorun.launching import compose_config, hydra_context
 
-        with hydra_context():
-            try:
-                cfg = compose_config(args)
-                if cfg.get("experiment") is None:  # multi-task experiments compose more, inside Hydra
-                    compose_cache.save(key, cfg)
-                _result_code = launch_config(cfg, args).exit_code
-            except Exception as exc:  # noqa: BLE001 - described while Hydra still knows the option lists
-                raise _Described(*describe_error(exc)) if not _debug(args) else exc
-    except Exception as exc:  # noqa: BLE001 - re-raised by main()
-        _pending_error = exc if isinstance(exc, _Described) or _debug(args) else _Described(*describe_error(exc))
+    with hydra_context():
+        try:
+            cfg = compose_config(args)
+            if cfg.get("experiment") is None:  # multi-task experiments compose more, inside Hydra
+                compose_cache.save(key, cfg)
+            _result_code = launch_config(cfg, args).exit_code
+        except Exception as exc:  # described here, while Hydra still knows the option lists
+            if _debug(args):
+                raise
+            raise _Described(*describe_error(exc)) from exc
 
 
 class _Described(Exception):

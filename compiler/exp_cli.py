@@ -150,10 +150,9 @@ def _cmd_logs(args: argparse.Namespace) -> int:
                     sys.stdout.write(line)
         return 0
     if args.follow:  # stderr lines to our stderr, as wait=true does
-        for stream, line in exp.follow(job):
-            target = sys.stderr if stream == "stderr" else sys.stdout
-            target.write(line)
-            target.flush()
+        from nemorun.submitters import echo
+
+        echo(exp.follow(job))
         return 0
     for line in exp.logs(job):
         sys.stdout.write(line)

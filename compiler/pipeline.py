@@ -18,7 +18,7 @@ from nemorun import packaging
 from nemorun.ir import Job, Rendered
 from nemorun.states import AppState, JobStatus
 from nemorun.store import ExperimentRecord, JobRecord, atomic_write, nemorun_home, new_experiment_id
-from nemorun.submitters import submitter_module
+from nemorun.submitters import echo, follow, submitter_module
 from nemorun.targets import target_module
 
 
@@ -115,7 +115,6 @@ def launch_config(
         from nemorun import multitask
 
         return multitask.launch(cfg, overrides, site, out)
-    compiler.check_config(cfg)
     packages = packaging.Packages(site)
     planned = plan(cfg, site, packages)
     name = planned[0].job.experiment_name
@@ -161,16 +160,8 @@ def wait_and_stream(record: ExperimentRecord, job_name: str) -> int:
     job_rec = record.job(job_name)
     handle = job_rec.handle_obj()
     assert handle is not None
-    backend = submitter_module(handle.backend)
-    if hasattr(backend, "stream"):
-        stream = backend.stream(handle)
-    else:
-        stream = (("stdout", line) for line in backend.logs(handle, follow=True))
-    for name, line in stream:
-        target = sys.stderr if name == "stderr" else sys.stdout
-        target.write(line)
-        target.flush()
-    status: JobStatus = backend.status([handle])[handle.id]
+    echo(follow(handle))
+    status: JobStatus = submitter_module(handle.backend).status([handle])[handle.id]
     record.record_status(job_name, status)
     if status.exit_code is not None:
         return status.exit_code
