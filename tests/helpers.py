@@ -11,7 +11,7 @@ from hydra import compose, initialize_config_module
 from omegaconf import DictConfig
 
 from nemorun.cli import CONFIG_NAME
-from nemorun.compile import Site
+from nemorun.lower import Site
 
 # Everything a render depends on from outside the config, fixed so goldens are reproducible.
 PINNED_SITE = Site(

@@ -7,7 +7,7 @@ import pytest
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
-from nemorun.compile import check_config, compile_job
+from nemorun.lower import check_config, compile_job
 from nemorun.errors import ConfigError
 from nemorun.schemas.core import TaskConfig
 from nemorun.schemas.local import LocalExecutorConfig

@@ -15,7 +15,7 @@ from typing import Iterator
 
 import pytest
 
-from nemorun.compile import Site
+from nemorun.lower import Site
 from nemorun.errors import SubmitError
 from nemorun.pipeline import launch_config
 from nemorun.states import AppState, Handle

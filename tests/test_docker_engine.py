@@ -101,7 +101,7 @@ def test_function_task_runs_with_host_python(env: dict[str, str], nemorun_home: 
     prefix = os.path.realpath(sys.base_prefix)
     # nemorun's source mounted as a package on PYTHONPATH: works whatever the install mode (editable,
     # venv) of the nemorun running this test
-    mounts = ["/usr:/usr:ro", f"{prefix}:{prefix}:ro", f"{ROOT / 'compiler'}:/opt/nemorun-src/nemorun:ro", f"{out}:/out"]
+    mounts = ["/usr:/usr:ro", f"{prefix}:{prefix}:ro", f"{ROOT / 'compiler' / 'nemorun'}:/opt/nemorun-src/nemorun:ro", f"{out}:/out"]
     proc = run_cli(
         base(docker_engine, "task.inline=null", "task.target=mymod.run", "+task.params.out=/out/fn.txt", "+task.params.n=21",
              "packager=pattern", "packager.include_pattern=mymod.py", f"executor.python={os.path.realpath(sys.executable)}",

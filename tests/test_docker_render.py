@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from nemorun import ir
-from nemorun.compile import check_config, compile_job
+from nemorun.lower import check_config, compile_job
 from nemorun.errors import ArtifactError, ConfigError
 from nemorun.ir import Rendered
 from nemorun.targets import docker as target

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from nemorun import configmap_packaging as cmp
-from nemorun.compile import Site, compile_job
+from nemorun.lower import Site, compile_job
 from nemorun.errors import ConfigError
 from nemorun.ir import Package
 from nemorun.packaging import Packages

@@ -15,7 +15,7 @@ import subprocess
 import pytest
 
 from nemorun import launchers
-from nemorun.compile import compile_job
+from nemorun.lower import compile_job
 from nemorun.ir import Job
 from tests.helpers import PINNED_SITE, compose_config
 

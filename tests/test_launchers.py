@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from nemorun import launchers
-from nemorun.compile import compile_job
+from nemorun.lower import compile_job
 from nemorun.ir import Job
 from nemorun.render import shjoin
 from tests.helpers import PINNED_SITE, compose_config, run_cli

@@ -11,7 +11,7 @@ from typing import Callable
 
 import pytest
 
-from nemorun.compile import check_config, compile_job
+from nemorun.lower import check_config, compile_job
 from nemorun.pipeline import PlannedJob, render_job, submit_planned
 from nemorun.states import AppState, Handle, JobStatus
 from nemorun.store import ExperimentRecord

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from nemorun.compile import compile_job
+from nemorun.lower import compile_job
 from nemorun.ir import Package
 from nemorun.pipeline import render_job
 from nemorun.store import ExperimentRecord

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from nemorun.compile import check_config, compile_job
+from nemorun.lower import check_config, compile_job
 from nemorun.pipeline import render_job
 from nemorun.targets.slurm import srun_commands
 from tests.contracts import assert_valid_cli, assert_valid_sbatch_header

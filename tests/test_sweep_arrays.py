@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from nemorun import compile as compiler
+from nemorun import lower
 from nemorun.ir import Job
 from nemorun.sweep import array_job
 from tests.helpers import PINNED_SITE, compose_config
@@ -11,8 +11,8 @@ from tests.helpers import PINNED_SITE, compose_config
 
 def _job(name: str, *overrides: str) -> Job:
     cfg = compose_config(["task=train", *overrides])
-    compiler.check_config(cfg)
-    return compiler.compile_job(cfg, PINNED_SITE, job_name=name)
+    lower.check_config(cfg)
+    return lower.compile_job(cfg, PINNED_SITE, job_name=name)
 
 
 def test_value_only_jobs_make_one_array() -> None:

@@ -12,7 +12,7 @@ from typing import Optional, Sequence, TextIO
 
 from omegaconf import DictConfig, OmegaConf
 
-from nemorun import compile as compiler
+from nemorun import lower
 from nemorun.errors import NemorunError, SubmitError, one_line
 from nemorun import packaging
 from nemorun.ir import Job, Rendered
@@ -38,8 +38,8 @@ class LaunchResult:
     exit_code: Optional[int] = None
 
 
-def default_site(experiment_id: Optional[str] = None) -> compiler.Site:
-    return compiler.Site(
+def default_site(experiment_id: Optional[str] = None) -> lower.Site:
+    return lower.Site(
         experiment_id=experiment_id or new_experiment_id(),
         submit_dir=os.getcwd(),
         home=str(nemorun_home()),
@@ -54,7 +54,7 @@ def render_job(job: Job) -> Rendered:
     return rendered
 
 
-def plan(cfg: DictConfig, site: compiler.Site, packages: Optional[packaging.Packages] = None) -> tuple[PlannedJob, ...]:
+def plan(cfg: DictConfig, site: lower.Site, packages: Optional[packaging.Packages] = None) -> tuple[PlannedJob, ...]:
     """``packages`` packs the code once per distinct packager (a fresh one by default, so every
     caller ships what the config asks for); commit it into the record after creating it."""
     packages = packages or packaging.Packages(site)
@@ -63,8 +63,8 @@ def plan(cfg: DictConfig, site: compiler.Site, packages: Optional[packaging.Pack
         from nemorun.multitask import plan_tasks
 
         return tuple(e.planned for e in check_dependencies(plan_tasks(cfg, [], site, packages)))
-    compiler.check_config(cfg)
-    job = compiler.compile_job(cfg, site, package=packages.package(cfg))
+    lower.check_config(cfg)
+    job = lower.compile_job(cfg, site, package=packages.package(cfg))
     return (PlannedJob(job, render_job(job)),)
 
 
@@ -107,7 +107,7 @@ def launch_config(
     cfg: DictConfig,
     overrides: Sequence[str],
     *,
-    site: Optional[compiler.Site] = None,
+    site: Optional[lower.Site] = None,
     out: TextIO = sys.stdout,
 ) -> LaunchResult:
     site = site or default_site()

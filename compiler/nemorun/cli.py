@@ -128,7 +128,7 @@ def _secret_reference_refused(cause: BaseException) -> Optional[str]:
     value = getattr(cause, "value", None)
     if not (key.startswith("executor.env_vars.") and isinstance(value, dict) and "secret" in value):
         return None
-    from nemorun.compile import secret_refs_unsupported
+    from nemorun.lower import secret_refs_unsupported
 
     env_vars = getattr(cause, "parent_node", None)
     executor = env_vars._get_parent() if env_vars is not None else None

@@ -14,7 +14,7 @@ from typing import Any, Iterator, Optional, Sequence, TextIO
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from nemorun import compile as compiler
+from nemorun import lower
 from nemorun.errors import ConfigError
 from nemorun.store import ExperimentRecord, JobRecord
 
@@ -205,7 +205,7 @@ def rerun(record: ExperimentRecord, overrides: Sequence[str], *, out: TextIO = s
         raise (ConfigError(message) if code == 2 else NemorunError(message)) from exc
 
 
-def plan_entries(meta: dict[str, Any], site: compiler.Site, packages: Any = None) -> list[Any]:
+def plan_entries(meta: dict[str, Any], site: lower.Site, packages: Any = None) -> list[Any]:
     """The experiment's jobs planned again, as at launch (same id, same submit directory).
 
     ``packages`` (a :class:`nemorun.packaging.Packages`; resume passes one over the record, so
@@ -251,7 +251,7 @@ def resume(record: ExperimentRecord, *, out: TextIO = sys.stdout) -> None:
     from nemorun.packaging import Packages
 
     meta = record.meta
-    site = compiler.Site(
+    site = lower.Site(
         experiment_id=meta["id"], submit_dir=meta["submit_dir"], home=str(record.path.parent.parent.parent), python=sys.executable,
     )
     packages = Packages(site, record_dir=record.path)

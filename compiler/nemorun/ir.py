@@ -1,7 +1,7 @@
 """The backend-neutral job description every target renders from.
 
 Why an IR: the composed Hydra config is shaped for people (groups, interpolations, defaults);
-renderers want one small, typed, fully resolved value. ``nemorun.compile`` builds it; templates
+renderers want one small, typed, fully resolved value. ``nemorun.lower`` builds it; templates
 never see raw config. Everything a render needs that depends on the outside world (experiment
 id, submit directory, archive digest) is decided before compiling and carried here, so a render
 is a pure function of this value.

@@ -408,7 +408,7 @@ class Packages:
         self._record_dir = record_dir
 
     def package(self, cfg: DictConfig) -> ir.Package:
-        from nemorun.compile import experiment_name
+        from nemorun.lower import experiment_name
 
         packager = packager_config(cfg)
         if not _accepted(str(cfg.executor.kind), packager.kind):

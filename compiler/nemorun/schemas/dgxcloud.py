@@ -2,7 +2,7 @@
 
 The app secret is never a value in the config: ``app_secret`` must be an interpolation
 (``${oc.env:DGX_APP_SECRET}``), or ``app_secret_env`` / ``app_secret_file`` names where it is.
-``app_secret`` carries ``secret=True`` field metadata, so ``nemorun.compile`` keeps its
+``app_secret`` carries ``secret=True`` field metadata, so ``nemorun.lower`` keeps its
 interpolation text unresolved in the IR; the submitter resolves it at submission only. The
 experiment record stores the unresolved config, so it holds the reference, never the value.
 Secrets the job itself needs are references too: ``env_vars: {HF_TOKEN: {secret: hf-token, key: token}}``.

@@ -14,7 +14,7 @@ from typing import Optional, Sequence, TextIO
 
 from omegaconf import DictConfig, OmegaConf
 
-from nemorun import compile as compiler
+from nemorun import lower
 from nemorun import packaging
 from nemorun.errors import ConfigError
 from nemorun.experiment import Entry, check_dependencies, create_record, submit_entries
@@ -34,7 +34,7 @@ def experiment_title(cfg: DictConfig) -> str:
 
 
 def plan_tasks(
-    cfg: DictConfig, overrides: Sequence[str], site: compiler.Site, packages: Optional[packaging.Packages] = None
+    cfg: DictConfig, overrides: Sequence[str], site: lower.Site, packages: Optional[packaging.Packages] = None
 ) -> list[Entry]:
     """Every task composed, compiled, rendered and validated (in the order written).
 
@@ -64,14 +64,14 @@ def plan_tasks(
             from nemorun.cli import describe_error
 
             raise ConfigError(f"experiment task {name}: {describe_error(exc)[1]}") from exc
-        compiler.check_config(task_cfg)
-        job = compiler.compile_job(task_cfg, site, job_name=str(name), package=packages.package(task_cfg))
+        lower.check_config(task_cfg)
+        job = lower.compile_job(task_cfg, site, job_name=str(name), package=packages.package(task_cfg))
         entries.append(Entry(PlannedJob(job, render_job(job)), tuple(task_overrides),
                              tuple(str(d) for d in spec.depends_on), str(spec.dependency_type)))
     return entries
 
 
-def launch(cfg: DictConfig, overrides: Sequence[str], site: compiler.Site, out: TextIO = sys.stdout) -> LaunchResult:
+def launch(cfg: DictConfig, overrides: Sequence[str], site: lower.Site, out: TextIO = sys.stdout) -> LaunchResult:
     from nemorun.experiment import write_render_dir
 
     packages = packaging.Packages(site)

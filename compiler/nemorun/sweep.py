@@ -38,7 +38,7 @@ from typing import Any, Callable, Iterator, Mapping, Optional, Sequence, TextIO
 
 from omegaconf import DictConfig, OmegaConf
 
-from nemorun import compile as compiler
+from nemorun import lower
 from nemorun import ir
 from nemorun.errors import ConfigError
 from nemorun.pipeline import PlannedJob, render_job
@@ -155,7 +155,7 @@ class _Group:
 def plan_sweep(
     batch: Sequence[Sequence[str]],
     compose: Compose,
-    site: compiler.Site,
+    site: lower.Site,
     *,
     command_overrides: Sequence[str] = (),
     is_group: IsGroup = lambda key: False,
@@ -180,14 +180,14 @@ def plan_sweep(
             group = groups.get(selection)
             if names is None or group is None:
                 cfg = compose(list(job_overrides))
-                compiler.check_config(cfg)
+                lower.check_config(cfg)
                 if names is None:
-                    names = job_names(compiler._task_from(cfg).name, len(batch))
-                    experiment = compiler.experiment_name(cfg)
+                    names = job_names(lower._task_from(cfg).name, len(batch))
+                    experiment = lower.experiment_name(cfg)
                 cfg.name = experiment  # every job of the sweep lives in the one experiment
                 label(f"job {names[index]}")
                 staged = package(cfg) if package is not None else ir.Package()
-                job = compiler.compile_job(cfg, site, job_name=names[index], package=staged)
+                job = lower.compile_job(cfg, site, job_name=names[index], package=staged)
                 groups[selection] = _Group(cfg, job, {k: p.value() for k, p in values.items()})
             else:
                 label(f"job {names[index]}")
@@ -202,7 +202,7 @@ def _packager_key(ov: Any) -> bool:
     return str(ov.key_or_group).split(".", 1)[0] == "packager"
 
 
-def _patched(group: _Group, values: Mapping[str, Any], site: compiler.Site, name: str) -> ir.Job:
+def _patched(group: _Group, values: Mapping[str, Any], site: lower.Site, name: str) -> ir.Job:
     changed = {k: p for k, p in values.items() if group.values.get(k, _MISSING) != p.value() or k not in group.values}
     job_dir = os.path.join(site.experiment_dir(group.first.experiment_name), "jobs", name)
     if group.ir_patchable and changed and all(k.startswith("task.params.") for k in changed) and all(
@@ -213,15 +213,15 @@ def _patched(group: _Group, values: Mapping[str, Any], site: compiler.Site, name
             _set_path(params, key.split(".")[2:], ov.value())
         task = dataclasses.replace(group.first.task, params=params)
         if task.kind == "function":
-            compiler.check_function_call(str(task.target), params, group.first.workdir)
+            lower.check_function_call(str(task.target), params, group.first.workdir)
         return dataclasses.replace(group.first, name=name, job_dir=job_dir, task=task)
     try:
         apply_overrides(list(values.values()), group.cfg)
     except Exception as exc:
         raise ConfigError(f"job {name}: {_first_line(exc)}") from exc
     if not all(_primitive(p.value()) for p in values.values()):
-        compiler.check_config(group.cfg)
-    return compiler.compile_job(group.cfg, site, job_name=name, package=group.first.package)
+        lower.check_config(group.cfg)
+    return lower.compile_job(group.cfg, site, job_name=name, package=group.first.package)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -299,7 +299,7 @@ def config_yaml(cfg: DictConfig) -> str:
 def run_sweep(
     batch: Sequence[Sequence[str]],
     compose: Compose,
-    site: compiler.Site,
+    site: lower.Site,
     *,
     command_overrides: Sequence[str],
     is_group: IsGroup,
