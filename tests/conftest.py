@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["tests.fixtures.docker_engine", "tests.fixtures.slurm_cluster"]
+pytest_plugins = ["tests.fixtures.docker_engine", "tests.fixtures.slurm_cluster", "tests.fixtures.sky_server"]
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -11,13 +11,13 @@ from __future__ import annotations
 import io
 import json
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import pytest
 
 from nemorun.lower import Site
 from nemorun.errors import SubmitError
-from nemorun.pipeline import launch_config
+from nemorun.launching import launch_composed
 from nemorun.states import AppState, Handle
 from nemorun.store import ExperimentRecord
 from nemorun.submitters import dgxcloud as submitter
@@ -25,6 +25,9 @@ from nemorun.targets import dgxcloud as target
 from tests.contracts import runai_errors
 from tests.dgxcloud_runai_server import RunaiServer
 from tests.helpers import compose_config, run_cli
+
+if TYPE_CHECKING:
+    from nemorun.ir import Job
 
 APP_ID, SECRET = "nemorun-ci", "s3cr3t-Value-42"
 CLUSTER = "71f69d83-ba66-4822-adf5-55ce55efd210"
@@ -68,7 +71,7 @@ def launch(server: RunaiServer, home: Path, *extra: str) -> ExperimentRecord:
     """The CLI's pipeline in-process (compose → compile → render → record → submit)."""
     args = overrides(server, *extra)
     site = Site(experiment_id=f"exp-{len(list(home.glob('experiments/*/*')))}", submit_dir=str(home), home=str(home))
-    result = launch_config(compose_config(args), args, site=site, out=io.StringIO())
+    result = launch_composed(compose_config(args), args, site=site, out=io.StringIO())
     assert result.record is not None
     return result.record
 
@@ -233,3 +236,42 @@ def test_unreachable_api_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
         client.project_ids("team-a")
     assert str(err.value).startswith(f"DGX Cloud 127.0.0.1:{url.split(':')[2].split('/')[0]}: POST /token: unreachable: ConnectionError")
     assert "\n" not in str(err.value) and SECRET not in str(err.value)
+
+
+def _job(server: RunaiServer, home: Path, *extra: str) -> "Job":
+    from nemorun.lower import check_config, compile_job
+
+    cfg = compose_config(overrides(server, *extra))
+    check_config(cfg)
+    return compile_job(cfg, Site(experiment_id="exp-direct", submit_dir=str(home), home=str(home)))
+
+
+def test_resolve_then_render_once_and_submit_sends_exactly_those_bytes(runai: RunaiServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The executor's order through ``prepare``: the ids are looked up BEFORE rendering, and
+    ``submit`` POSTs the rendered bytes unchanged, writing nothing itself."""
+    from nemorun.submitters import prepare, resolve
+
+    monkeypatch.setenv("DGX_APP_SECRET", SECRET)
+    job = _job(runai, tmp_path)
+    dry_run = target.render(job)  # what a dry run shows: placeholder ids
+    with pytest.raises(SubmitError, match="still holds placeholder ids") as err:
+        submitter.submit(dry_run, job)
+    assert "\n" not in str(err.value) and runai.state.requests == []  # refused before any request
+
+    resolved, rendered = prepare(job)
+    assert (resolved.executor.project_id, resolved.executor.cluster_id) == ("4501", CLUSTER)
+    assert resolve(resolved) is resolved and len(runai.calls("GET", "/org-unit/projects")) == 1  # nothing left to look up
+    handle = submitter.submit(rendered, resolved)
+    assert runai.calls("POST", "/workloads/trainings") == [rendered.artifacts[target.ARTIFACT].encode()]
+    assert (handle.data["project_id"], handle.data["cluster_id"]) == ("4501", CLUSTER)
+    assert not Path(job.job_dir).exists(), "submit must not write the record"
+
+
+def test_resolve_failure_is_one_line_before_any_workload_request(runai: RunaiServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from nemorun.submitters import prepare
+
+    monkeypatch.setenv("DGX_APP_SECRET", SECRET)
+    with pytest.raises(SubmitError) as err:
+        prepare(_job(runai, tmp_path, "executor.project_name=team-z"))
+    assert "\n" not in str(err.value) and "no project named 'team-z'" in str(err.value)
+    assert runai.calls("POST", "/workloads/trainings") == []

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from nemorun.errors import ConfigError
-from nemorun.pipeline import plan
+from nemorun.plan import plan_config
 from nemorun.targets import dgxcloud as target
 from tests.contracts import runai_errors
 from tests.golden_cases import CASES
@@ -31,7 +31,7 @@ SCHEMA = {"trainings": "TrainingCreationRequest", "distributed": "DistributedCre
 
 
 def render(overrides: list[str]) -> dict:
-    planned = plan(compose_config([*BASE, *overrides]), PINNED_SITE)
+    planned = plan_config(compose_config([*BASE, *overrides]), PINNED_SITE).jobs
     return json.loads(planned[0].rendered.artifacts[target.ARTIFACT])
 
 
@@ -68,7 +68,7 @@ def test_one_node_is_a_training_and_more_a_distributed_pytorch_workload() -> Non
 
 def test_secret_interpolation_stays_unresolved_in_the_ir(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DGX_APP_SECRET", SECRET)
-    planned = plan(compose_config([*BASE, "task=hello", INTERPOLATED]), PINNED_SITE)
+    planned = plan_config(compose_config([*BASE, "task=hello", INTERPOLATED]), PINNED_SITE).jobs
     job, rendered = planned[0].job, planned[0].rendered
     assert job.executor.app_secret == "${oc.env:DGX_APP_SECRET}"
     assert SECRET not in repr(job) and SECRET not in repr(rendered)
@@ -149,7 +149,7 @@ def test_workload_names_are_kubernetes_names() -> None:
 
 
 def test_with_ids_rerenders_without_placeholders() -> None:
-    planned = plan(compose_config([*BASE, "task=hello", INTERPOLATED]), PINNED_SITE)
+    planned = plan_config(compose_config([*BASE, "task=hello", INTERPOLATED]), PINNED_SITE).jobs
     job = target.with_ids(planned[0].job, "4501", "71f69d83-ba66-4822-adf5-55ce55efd210")
     body = json.loads(target.render(job).artifacts[target.ARTIFACT])
     assert not target.has_placeholders(body) and strict_errors(body) == []

@@ -18,7 +18,7 @@ def _launch(env: dict[str, str], *overrides: str) -> Experiment:
 def test_list_show_status_logs_rerun(cli_env: dict[str, str]) -> None:
     first = _launch(cli_env, "task=train", "task.params.steps=2", "name=alpha")
     first.wait(poll=0.2)
-    second = _launch(cli_env, "-m", "task=hello", "executor.retries=0,1", "name=beta")
+    second = _launch(cli_env, "-m", "task=hello", "executor.ntasks_per_node=1,2", "name=beta")
 
     rows = json.loads(run_cli(["exp", "list", "--json"], env=cli_env).stdout)
     assert [r["name"] for r in rows] == ["beta", "alpha"]

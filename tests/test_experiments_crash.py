@@ -16,7 +16,7 @@ import pytest
 from nemorun.api import Experiment
 from tests.helpers import run_cli
 
-SWEEP = ["-m", "task=hello", "task.inline='echo run-$RANDOM'", "executor.retries=0,1,2,3,4"]
+SWEEP = ["-m", "task=hello", "task.inline='echo run-$RANDOM'", "executor.ntasks_per_node=1,2,3,4,5"]
 
 
 def _only_experiment(home: Path) -> Experiment:
@@ -52,7 +52,7 @@ def test_kill_9_then_resume_submits_only_missing(cli_env: dict[str, str], nemoru
 
 
 def test_two_launches_at_once(cli_env: dict[str, str], nemorun_home: Path) -> None:
-    cmd = [sys.executable, "-m", "nemorun", "-m", "task=hello", "executor.retries=0,1,2"]
+    cmd = [sys.executable, "-m", "nemorun", "-m", "task=hello", "executor.ntasks_per_node=1,2,3"]
     procs = [subprocess.Popen(cmd + [f"name=twin{i}"], env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
     for p in procs:
         _, err = p.communicate(timeout=120)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from nemorun.pipeline import plan
+from nemorun.plan import plan_config
 from tests.conftest import ROOT
 from tests.golden_cases import CASES
 from tests.helpers import PINNED_SITE, compose_config
@@ -19,7 +19,7 @@ GOLDEN = ROOT / "golden"
 
 def render_case(overrides: list[str]) -> dict[str, str]:
     cfg = compose_config(overrides)
-    planned = plan(cfg, PINNED_SITE)
+    planned = plan_config(cfg, PINNED_SITE).jobs
     out: dict[str, str] = {}
     for p in planned:
         prefix = "" if len(planned) == 1 else f"{p.job.name}/"

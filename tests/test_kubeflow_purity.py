@@ -17,7 +17,7 @@ from nemorun.lower import Site, compile_job
 from nemorun.errors import ConfigError
 from nemorun.ir import Package
 from nemorun.packaging import Packages
-from nemorun.pipeline import render_job
+from nemorun.plan import render_job
 from tests.contracts import configmap_errors, trainjob_errors
 from tests.helpers import PINNED_SITE, compose_config, run_cli
 

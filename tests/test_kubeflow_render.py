@@ -14,7 +14,7 @@ import yaml
 
 from nemorun import configmap_packaging as cmp
 from nemorun.errors import ConfigError
-from nemorun.pipeline import plan
+from nemorun.plan import plan_config
 from tests.conftest import ROOT
 from tests.contracts import configmap_errors, trainjob_errors
 from tests.golden_cases import CASES, KUBEFLOW_PROJECT
@@ -32,7 +32,7 @@ def _docs(case: str) -> tuple[dict, dict | None]:
 
 
 def _render(overrides: list[str]) -> tuple[dict, dict]:
-    rendered = plan(compose_config(overrides), PINNED_SITE)[0].rendered
+    rendered = plan_config(compose_config(overrides), PINNED_SITE).jobs[0].rendered
     return yaml.safe_load(rendered.artifacts["trainjob.yaml"]), yaml.safe_load(rendered.artifacts["configmap.yaml"])
 
 
@@ -179,5 +179,5 @@ def test_cli_oversize_is_one_line_exit_2(cli_env: dict[str, str], tmp_path: Path
 
 
 def test_archive_packagers_are_refused() -> None:
-    with pytest.raises(ConfigError, match="executor=kubeflow ships code with packager=configmap"):
+    with pytest.raises(ConfigError, match="packager=pattern is not supported by executor=kubeflow \\(it ships code with packager=configmap or packager=none\\)"):
         _render([*BASE, "task=hello", "packager=pattern", "packager.include_pattern=*.py"])

@@ -18,7 +18,7 @@ import yaml
 
 from nemorun.errors import ConfigError, SubmitError
 from nemorun.ir import Rendered
-from nemorun.pipeline import plan
+from nemorun.plan import plan_config
 from nemorun.states import AppState
 from nemorun.submitters import kubeflow as sub
 from tests.golden_cases import KUBEFLOW_PROJECT
@@ -43,7 +43,7 @@ def fake_kube(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeK
 
 
 def _rendered(overrides: list[str]) -> Rendered:
-    return plan(compose_config(overrides), PINNED_SITE)[0].rendered
+    return plan_config(compose_config(overrides), PINNED_SITE).jobs[0].rendered
 
 
 def test_happy_path_create_status_logs_cancel(fake_kube: FakeKube) -> None:

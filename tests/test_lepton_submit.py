@@ -249,3 +249,29 @@ def test_dry_run_marks_the_unresolved_node_group(cli_env: dict[str, str]) -> Non
     assert proc.returncode == 0, proc.stderr
     assert "<looked up at submission: node group h100-pool>" in proc.stdout
     assert "resolved to its id at submission" in proc.stdout
+
+
+def test_resolve_then_render_once_and_submit_sends_exactly_those_bytes(lepton: FakeLepton, lepton_env: dict[str, str], tmp_path: Path) -> None:
+    """The executor's order through ``prepare``: the node group id is looked up BEFORE rendering;
+    ``submit`` sends the rendered body unchanged and writes nothing itself."""
+    from nemorun.errors import SubmitError
+    from nemorun.lower import Site, check_config, compile_job
+    from nemorun.submitters import lepton as sub
+    from nemorun.submitters import prepare
+    from nemorun.targets import lepton as target
+    from tests.helpers import compose_config
+
+    cfg = compose_config(LEPTON_ARGS)
+    check_config(cfg)
+    job = compile_job(cfg, Site(experiment_id="exp-direct", submit_dir=str(tmp_path), home=str(tmp_path / "home-run")))
+    with pytest.raises(SubmitError, match="still holds a node group placeholder") as err:
+        sub.submit(target.render(job), job)  # the dry-run rendering
+    assert "\n" not in str(err.value) and lepton.requests == []
+
+    resolved, rendered = prepare(job)
+    assert resolved.executor.node_group_id == "ng-h100-7f3a"
+    assert lepton.requests == [("GET", f"{PREFIX}/dedicated-node-groups")]
+    handle = sub.submit(rendered, resolved)
+    assert lepton.bodies == [json.loads(rendered.artifacts[target.ARTIFACT])]
+    assert handle.id == lepton.bodies[0]["metadata"]["id"]
+    assert not Path(job.job_dir).exists(), "submit must not write the record"

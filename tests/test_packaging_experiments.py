@@ -114,7 +114,7 @@ def test_kill_9_then_resume_reuses_the_recorded_archives(fault: str, project: Pa
 
 
 def test_sweep_kill_9_then_resume_reuses_the_recorded_archive(project: Path, cli_env: dict[str, str], nemorun_home: Path) -> None:
-    sweep = ["-m", "task=hello", "task.inline='cat data/first.txt'", "packager=git", "executor.retries=0,1,2"]
+    sweep = ["-m", "task=hello", "task.inline='cat data/first.txt'", "packager=git", "executor.ntasks_per_node=1,2,3"]
     proc = run_cli(sweep, env=dict(cli_env, NEMORUN_FAULT="after-submit:0"), cwd=str(project))
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     exp = _experiment(nemorun_home)

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from nemorun.ir import SecretRef
-from nemorun.pipeline import plan
+from nemorun.plan import plan_config
 from tests.contracts import runai_errors, trainjob_errors
 from tests.dgxcloud_runai_server import RunaiServer
 from tests.golden_cases import CASES
@@ -49,9 +49,9 @@ def dgx_overrides(base_url: str, *extra: str) -> list[str]:
 
 
 def test_one_parser_gives_the_same_ir_reference_to_every_target() -> None:
-    kube = plan(compose_config([*KUBEFLOW, HF_REF, "+executor.env_vars.A=1"]), PINNED_SITE)[0].job
-    dgx = plan(compose_config(dgx_overrides("https://tenant.example.com/api/v1", HF_REF)), PINNED_SITE)[0].job
-    lepton = plan(compose_config(CASES["lepton_train_torchrun"]), PINNED_SITE)[0].job
+    kube = plan_config(compose_config([*KUBEFLOW, HF_REF, "+executor.env_vars.A=1"]), PINNED_SITE).jobs[0].job
+    dgx = plan_config(compose_config(dgx_overrides("https://tenant.example.com/api/v1", HF_REF)), PINNED_SITE).jobs[0].job
+    lepton = plan_config(compose_config(CASES["lepton_train_torchrun"]), PINNED_SITE).jobs[0].job
     assert kube.secrets == dgx.secrets == {"HF_TOKEN": SecretRef("hf-token", "token")}
     assert lepton.secrets == {"HF_TOKEN": SecretRef("hf-token")}
     assert "HF_TOKEN" not in kube.env and kube.env["A"] == "1"

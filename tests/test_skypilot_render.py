@@ -88,19 +88,19 @@ def _sky_function(dotted: str):
 
 def test_sdk_calls_bind_to_real_signatures() -> None:
     """Every SDK call the submitter makes binds to the installed SDK's signature (names, kinds)."""
-    from nemorun.pipeline import plan
+    from nemorun.plan import plan_config
     from nemorun.submitters import skypilot as sub
     from tests.helpers import PINNED_SITE, compose_config
 
     for case, managed in (("skypilot_train_torchrun", False), ("skypilot_script_managed", True)):
-        job = plan(compose_config(CASES[case]), PINNED_SITE)[0].job
+        job = plan_config(compose_config(CASES[case]), PINNED_SITE).jobs[0].job
         dotted, kwargs = sub.launch_call(job)
         assert dotted == ("jobs.launch" if managed else "launch")
         inspect.signature(_sky_function(dotted)).bind(object(), **kwargs)
         cluster = sub.MANAGED if managed else kwargs["cluster_name"]
         for dotted, kw in (sub.status_call(cluster, [3]), sub.cancel_call(cluster, 3), sub.logs_call(cluster, 3, True)):
             inspect.signature(_sky_function(dotted)).bind(**kw)
-    job = plan(compose_config(CASES["skypilot_train_torchrun"]), PINNED_SITE)[0].job
+    job = plan_config(compose_config(CASES["skypilot_train_torchrun"]), PINNED_SITE).jobs[0].job
     assert sub.launch_call(job)[1] == {"cluster_name": "team-h100", "idle_minutes_to_autostop": 30, "down": True}
 
 

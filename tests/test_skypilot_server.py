@@ -14,103 +14,16 @@ instead of quietly starting a second server that outlives the session.
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
-
-_START_TIMEOUT = 180
-
-
-@dataclass(frozen=True)
-class SkyServer:
-    url: str
-    home: Path
-    env: dict[str, str]  # what a SkyPilot client needs to talk to this server and nothing else
-    start_seconds: float
-
-    @property
-    def log(self) -> Path:
-        return self.home / "server.out"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/api/health", timeout=2) as resp:
-            return json.load(resp).get("status") == "healthy"
-    except OSError:
-        return False
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM, a few seconds for the server to shut down, then SIGKILL for the whole group: its
-    request workers (same process group: the server leads a new session) ignore SIGTERM, and the
-    server's state is a temp HOME thrown away anyway."""
-    proc.terminate()
-    try:
-        proc.wait(timeout=3)
-    except subprocess.TimeoutExpired:
-        pass
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    proc.wait()
-    deadline = time.monotonic() + 10
-    while _group_alive(proc.pid) and time.monotonic() < deadline:
-        time.sleep(0.1)
-
-
-@pytest.fixture(scope="session")
-def sky_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SkyServer]:
-    if importlib.util.find_spec("sky") is None:
-        pytest.skip("SkyPilot is not installed (pip install nemorun[skypilot])")
-    home = tmp_path_factory.mktemp("skyhome")
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    base = {"HOME": str(home), "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "SKYPILOT_API_SERVER_LOCAL_PORT": str(port),
-            "SKYPILOT_DISABLE_USAGE_COLLECTION": "1"}  # fmt: skip
-    started = time.monotonic()
-    with open(home / "server.out", "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "sky.server.server", "--host=127.0.0.1", f"--port={port}"],
-                                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=base, start_new_session=True)  # fmt: skip
-    try:
-        while not _healthy(url):
-            if proc.poll() is not None or time.monotonic() - started > _START_TIMEOUT:
-                tail = "\n".join((home / "server.out").read_text(errors="replace").splitlines()[-30:])
-                pytest.fail(f"SkyPilot API server did not come up at {url} (exit {proc.returncode}):\n{tail}")
-            time.sleep(0.3)
-        client = {**base, "SKYPILOT_API_SERVER_ENDPOINT": url, "SKYPILOT_DISABLE_LOCAL_API_SERVER": "1"}
-        server = SkyServer(url=url, home=home, env=client, start_seconds=time.monotonic() - started)
-        print(f"\nSkyPilot API server {url} healthy after {server.start_seconds:.1f} s", file=sys.stderr)
-        yield server
-    finally:
-        _stop(proc)
+from tests.fixtures.sky_server import SkyServer  # the sky_server fixture: a plugin of tests/conftest.py
 
 
 # Runs in a subprocess: importing sky writes ~/.sky and caches the server URL process-wide.

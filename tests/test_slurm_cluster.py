@@ -12,7 +12,8 @@ from typing import Callable
 import pytest
 
 from nemorun.lower import check_config, compile_job
-from nemorun.pipeline import PlannedJob, render_job, submit_planned
+from nemorun.execute import record_and_submit
+from nemorun.plan import PlannedJob, render_job
 from nemorun.states import AppState, Handle, JobStatus
 from nemorun.store import ExperimentRecord
 from nemorun.submitters import slurm as submitter
@@ -142,7 +143,7 @@ def _chain(tmp_path: Path, steps: list[tuple[str, str, str]], cluster: SlurmClus
         cfg.task.inline = inline
         cfg.executor.dependency_type = dep_type
         job = compile_job(cfg, site, job_name=name, dependencies=tuple(h.id for h in handles.values()))
-        handles[name] = submit_planned(record, PlannedJob(job, render_job(job))).handle_obj()  # type: ignore[assignment]
+        handles[name] = record_and_submit(record, PlannedJob(job, render_job(job))).handle_obj()  # type: ignore[assignment]
     return record, handles
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from nemorun.lower import compile_job
-from nemorun.pipeline import render_job
+from nemorun.plan import render_job
 from nemorun.submitters import slurm as submitter
 from tests.contracts import cli_flag_errors
 from tests.fixtures.slurm_cluster import SlurmCluster

@@ -16,7 +16,7 @@ import pytest
 
 from nemorun.lower import compile_job
 from nemorun.ir import Package
-from nemorun.pipeline import render_job
+from nemorun.plan import render_job
 from nemorun.store import ExperimentRecord
 from nemorun.targets.slurm import remote_archive
 from tests.fixtures.slurm_cluster import SlurmCluster

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from nemorun.lower import check_config, compile_job
-from nemorun.pipeline import render_job
+from nemorun.plan import render_job
 from nemorun.targets.slurm import srun_commands
 from tests.contracts import assert_valid_cli, assert_valid_sbatch_header
 from tests.fixtures.slurm_cluster import SlurmCluster
@@ -57,7 +57,7 @@ def test_golden_script_passes_sbatch_test_only(case: str, slurm_cluster: SlurmCl
         ("+executor.additional_parameters.nodes=2", "set executor.nodes instead"),
         ("executor.srun_args=['--container-imag=x']", "'--container-imag' is only a prefix of srun's --container-image"),
         ("executor.dependency_type=afterwards", "dependency_type='afterwards'"),
-        ("executor.comment='a\nb'", "contains a newline"),
+        ("executor.comment='a\nb'", "comment must not contain newlines"),
     ],
 )
 def test_config_mistakes_fail_before_rendering(override: str, message: str, cli_env: dict[str, str]) -> None:
@@ -90,7 +90,7 @@ def test_sbatch_header_quoting_reaches_slurm_verbatim(slurm_cluster: SlurmCluste
     comment = 'run #7: "quoted" it\'s a\\b  two spaces'
     cfg = compose_config(["executor=slurm", "task=hello", f"executor.job_dir={slurm_cluster.jobs_dir}"])
     cfg.executor.comment = comment
-    cfg.executor.job_name = "x#y z"
+    cfg.executor.job_name = "x.y-z_1"
     script = tmp_path / "sbatch.sh"
     script.write_text(render_job(compile_job(cfg, PINNED_SITE)).artifacts["sbatch.sh"])
     job_id = subprocess.run(["sbatch", "--parsable", "--hold", str(script)], capture_output=True, text=True, check=True).stdout.strip()
@@ -99,7 +99,7 @@ def test_sbatch_header_quoting_reaches_slurm_verbatim(slurm_cluster: SlurmCluste
     finally:
         subprocess.run(["scancel", job_id], check=True)
     assert re.search(r"^\s*Comment=(.*)$", shown, flags=re.M).group(1).rstrip() == comment.rstrip()
-    assert f"JobName=x#y z" in shown
+    assert "JobName=x.y-z_1" in shown
 
 
 def _stub(bin_dir: Path, name: str, body: str) -> None:

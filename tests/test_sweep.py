@@ -35,11 +35,11 @@ def test_dry_run_prints_summary_and_first_job_and_writes_every_job(cli_env: dict
 def test_patched_jobs_render_exactly_like_a_full_compose(cli_env: dict[str, str], tmp_path: Path) -> None:
     """Compose-once-and-patch must not change a byte: compare with single runs composed from scratch."""
     sweep_dir, single_dir = tmp_path / "sweep", tmp_path / "single"
-    proc = run_cli(["-m", "task=train", "task.params.lr=0.5,0.25", "executor.retries=0,3", "task.params.steps=7",
+    proc = run_cli(["-m", "task=train", "task.params.lr=0.5,0.25", "executor.ntasks_per_node=1,3", "task.params.steps=7",
                     "dryrun=true", f"render_dir={sweep_dir}", "name=cmp"], env=cli_env)
     assert proc.returncode == 0, proc.stderr
     # job 3 = lr=0.25, retries=3 (grid order: last override varies fastest)
-    one = run_cli(["task=train", "task.params.lr=0.25", "executor.retries=3", "task.params.steps=7",
+    one = run_cli(["task=train", "task.params.lr=0.25", "executor.ntasks_per_node=3", "task.params.steps=7",
                    "dryrun=true", f"render_dir={single_dir}", "name=cmp"], env=cli_env)
     assert one.returncode == 0, one.stderr
     spec = json.loads((sweep_dir / "train-3" / "function.yaml").read_text())
@@ -49,7 +49,7 @@ def test_patched_jobs_render_exactly_like_a_full_compose(cli_env: dict[str, str]
 
 
 def test_one_bad_value_submits_nothing(cli_env: dict[str, str], nemorun_home: Path) -> None:
-    for bad in (["executor.retries=0,1,x"], ["task.params.lr=0.1,abc"]):
+    for bad in (["executor.ntasks_per_node=1,2,x"], ["task.params.lr=0.1,abc"]):
         proc = run_cli(["-m", "task=train", "task.params.steps=1", *bad], env=cli_env)
         assert proc.returncode == 2, proc.stderr
         assert proc.stderr.startswith("nemorun: error: ") and len(proc.stderr.strip().splitlines()) == 1
@@ -110,5 +110,5 @@ def test_waiting_grid_sweep_with_failed_jobs_exits_non_zero(cli_env: dict[str, s
     assert line.startswith("nemorun: error: 2 of 3 jobs of experiment ") and "hello-1 (exit 3), hello-2 (exit 3)" in line, line
     [folder] = _experiments(nemorun_home)
     assert {j.name: j.state for j in Experiment(folder).jobs} == {"hello-0": "SUCCEEDED", "hello-1": "FAILED", "hello-2": "FAILED"}
-    ok = run_cli(["-m", "task=hello", "executor.retries=0,1", "wait=true"], env=cli_env)
+    ok = run_cli(["-m", "task=hello", "executor.ntasks_per_node=1,2", "wait=true"], env=cli_env)
     assert ok.returncode == 0, ok.stderr

@@ -5,7 +5,7 @@ import dataclasses
 
 from nemorun import lower
 from nemorun.ir import Job
-from nemorun.sweep import array_job
+from nemorun.plan import array_job
 from tests.helpers import PINNED_SITE, compose_config
 
 
@@ -26,7 +26,7 @@ def test_value_only_jobs_make_one_array() -> None:
 
 
 def test_jobs_differing_beyond_task_values_stay_separate() -> None:
-    assert array_job([_job("train-0", "executor.retries=0"), _job("train-1", "executor.retries=1")]) is None
+    assert array_job([_job("train-0", "executor.ntasks_per_node=1"), _job("train-1", "executor.ntasks_per_node=2")]) is None
     assert array_job([_job("train-0"), _job("train-1", "task.target=null", "task.inline=true")]) is None
     inline = [_job(f"i-{i}", "task.target=null", f"task.inline='echo {i}'") for i in range(2)]
     assert array_job(inline) is None  # only function tasks: array task i differs by its function-<i>.yaml

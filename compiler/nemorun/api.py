@@ -20,34 +20,13 @@ import time
 from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence, TextIO
 
+from nemorun import catalog, launching, submitters, tracking
+from nemorun.errors import ConfigError
 from nemorun.states import AppState, Handle, JobStatus
 from nemorun.store import JOB_FILE, ExperimentRecord, JobRecord, nemorun_home
 
 
 LOG_FILES = ("stdout.log", "stderr.log")
-# a finished remote job's output, copied into its folder when its submitter has no fetch_logs
-SYNCED_LOG = "output.log"
-
-
-def sync_logs(module: Any, handle: Handle, job_dir: Path) -> None:
-    """Keep a finished remote job's logs in the record (clusters purge theirs).
-
-    Submitter hook: ``fetch_logs(handle, dest_dir)`` writes ``stdout.log``/``stderr.log`` into
-    ``dest_dir`` (the job's record folder). Without it the output of ``logs(handle)`` is saved
-    as ``output.log``. Never fatal: a failed copy leaves ``exp logs`` asking the backend.
-    """
-    from nemorun.errors import NemorunError
-    from nemorun.store import atomic_write
-
-    if any((job_dir / f).exists() for f in (*LOG_FILES, SYNCED_LOG)):
-        return
-    try:
-        if hasattr(module, "fetch_logs"):
-            module.fetch_logs(handle, job_dir)
-        else:
-            atomic_write(job_dir / SYNCED_LOG, "".join(module.logs(handle, follow=False)))
-    except (NemorunError, OSError):
-        pass
 
 
 def _home(home: Optional[str | Path] = None) -> Path:
@@ -64,8 +43,6 @@ class Experiment:
     @classmethod
     def load(cls, ref: str = "latest", home: Optional[str | Path] = None) -> "Experiment":
         """``ref``: a full id, a unique id prefix, or ``latest``."""
-        from nemorun import catalog
-
         return cls(catalog.resolve(_home(home), ref))
 
     @property
@@ -89,8 +66,6 @@ class Experiment:
         return [self.record.try_job(n) or JobRecord(name=n, target=self.meta["target"]) for n in self.meta["jobs"]]
 
     def _select(self, job: Optional[str]) -> list[JobRecord]:
-        from nemorun.errors import ConfigError
-
         jobs = self.jobs
         if job is None:
             return jobs
@@ -100,46 +75,16 @@ class Experiment:
         return chosen
 
     def status(self, job: Optional[str] = None) -> dict[str, JobStatus]:
-        """Live states: ONE ``status`` call per backend for all of its handles.
+        """Live states: ONE ``status`` call per backend for all of its handles, recorded (and a
+        finished remote job's logs copied into its folder)."""
+        return tracking.refresh(self.record, self._select(job))
 
-        A job that turns terminal gets its logs synced into its folder when the submitter has
-        ``fetch_logs(handle, dest_dir)`` (remote backends), so logs outlive the cluster's copy.
-        """
-        from nemorun import catalog
-        from nemorun.submitters import submitter_module
-
-        out: dict[str, JobStatus] = {}
-        by_backend: dict[str, list[tuple[JobRecord, Handle]]] = {}
-        for rec in self._select(job):
-            handle = rec.handle_obj()
-            if handle is None or rec.app_state.is_terminal:
-                out[rec.name] = JobStatus(rec.app_state, rec.exit_code, rec.error or rec.detail)
-            else:
-                by_backend.setdefault(handle.backend, []).append((rec, handle))
-        for backend, pairs in by_backend.items():
-            module = submitter_module(backend)
-            states = module.status([h for _, h in pairs])
-            for rec, handle in pairs:
-                status = states.get(handle.id, JobStatus(AppState.UNKNOWN, None, "not reported by the backend"))
-                new = self.record.record_status(rec.name, status)
-                if new.app_state.is_terminal and backend != "local":
-                    sync_logs(module, handle, self.record.job_dir(rec.name))
-                out[rec.name] = JobStatus(new.app_state, new.exit_code, new.detail)
-        catalog.refresh(self.home, self.record)
-        return out
-
-    def wait(self, poll: float = 1.0) -> dict[str, JobStatus]:
+    def wait(self, poll: float = tracking.POLL_SECONDS) -> dict[str, JobStatus]:
         """Block until every submitted job is terminal."""
-        while True:
-            states = self.status()
-            if all(s.state.is_terminal or s.state is AppState.UNSUBMITTED for s in states.values()):
-                return states
-            time.sleep(poll)
+        return tracking.wait(self.record, poll=poll)
 
     def _submitted(self, job: Optional[str]) -> tuple[JobRecord, Handle]:
         """The one job named (or the only one) and its handle; ConfigError if it has none."""
-        from nemorun.errors import ConfigError
-
         jobs = self._select(job)
         if len(jobs) > 1:
             raise ConfigError(f"experiment {self.id} has {len(jobs)} jobs: name one ({', '.join(j.name for j in jobs[:5])}, ...)")
@@ -153,33 +98,27 @@ class Experiment:
         """``(stream, line)`` pairs until the job ends, ``stream`` being stdout or stderr: what
         ``wait=true`` shows, so ``exp logs -f`` can keep the two apart. Backends without a
         ``stream`` hook report every line as stdout."""
-        from nemorun.submitters import follow
-
         _, handle = self._submitted(job)
-        yield from follow(handle)
+        yield from submitters.follow(handle)
 
     def logs(self, job: Optional[str] = None, follow: bool = False) -> Iterator[str]:
         """A job's output: the synced copy in its folder if there is one, else from the backend."""
-        from nemorun.submitters import submitter_module
-
         rec, handle = self._submitted(job)
-        local_copy = [self.record.job_dir(rec.name) / f for f in (*LOG_FILES, SYNCED_LOG)]
-        if handle.backend != "local" and not follow and any(p.exists() for p in local_copy):
+        local_copy = [self.record.job_dir(rec.name) / f for f in (*LOG_FILES, submitters.SYNCED_LOG)]
+        if not follow and any(p.exists() for p in local_copy):
             for p in local_copy:
                 if p.exists():
                     yield from p.open(errors="replace")
             return
-        yield from submitter_module(handle.backend).logs(handle, follow=follow)
+        yield from submitters.submitter(handle.backend).logs(handle, follow=follow)
 
     def cancel(self, job: Optional[str] = None) -> list[str]:
         """Cancel submitted jobs (idempotent) and mark not-yet-submitted ones so a waiting launch skips them."""
-        from nemorun.submitters import submitter_module
-
         done: list[str] = []
         for rec in self._select(job):
             handle = rec.handle_obj()
             if handle is not None and not rec.app_state.is_terminal:
-                submitter_module(handle.backend).cancel(handle)
+                submitters.submitter(handle.backend).cancel(handle)
                 rec.cancelled_at = time.time()
                 self.record.save_job(rec)
                 done.append(rec.name)
@@ -200,13 +139,9 @@ class Experiment:
         yet on the backend are submitted.
         """
         if resume:
-            from nemorun.launching import resume as resume_experiment
-
-            resume_experiment(self.record, out=out)
+            launching.resume(self.record, out=out)
             return Experiment(self.path)
-        from nemorun.launching import rerun
-
-        path = rerun(self.record, overrides, out=out)
+        path = launching.record_path(launching.rerun(self.record, overrides, out=out))
         return Experiment(path) if path is not None else None
 
 
@@ -218,15 +153,11 @@ def launch(
     out: TextIO = sys.stdout,
 ) -> Optional[Experiment]:
     """Compose, check, render, record and submit, like ``nemorun [-m] overrides...``."""
-    from nemorun.launching import launch_overrides
-
     args = list(overrides) + (["dryrun=true"] if dryrun else [])
-    path = launch_overrides(args, multirun=multirun, out=out)
+    path = launching.record_path(launching.launch(args, multirun=multirun, out=out))
     return Experiment(path) if path is not None else None
 
 
 def experiments(name: Optional[str] = None, limit: Optional[int] = None, home: Optional[str | Path] = None) -> list[dict[str, Any]]:
     """Catalog rows, newest first: id, name, target, kind, created, path, jobs, states."""
-    from nemorun import catalog
-
     return catalog.rows(_home(home), name=name, limit=limit)

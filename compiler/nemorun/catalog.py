@@ -9,20 +9,30 @@ insert) and drops rows whose folder is gone, and deleting ``catalog.db`` loses n
 Concurrency: SQLite's own locking (WAL journal, 30 s busy timeout) serialises writers from
 concurrent launches; creating the schema is guarded by a file lock (``catalog.db.lock``) because
 switching the journal mode is not itself safe to race.
+
+Damage: a ``catalog.db`` SQLite cannot read is deleted and rebuilt from the folders (said once on
+stderr). Where ``NEMORUN_HOME`` cannot be written (read-only mount, another user's home), reads use
+an in-memory catalog built from the folders: no lock file, nothing written. An experiment whose
+``experiment.json`` or a ``record.json`` is unreadable is listed as kind ``damaged`` (state
+``DAMAGED``) so the rest still list; each row keeps a fingerprint of its record files, so a file
+changed behind the catalog's back is re-read.
 """
 from __future__ import annotations
 
 import json
 import os
 import sqlite3
+import sys
 from contextlib import closing
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Optional
+from typing import Any, Iterator, Optional
 
-if TYPE_CHECKING:
-    from nemorun.store import ExperimentRecord
+from nemorun.errors import ConfigError, DamagedRecordError
+from nemorun.store import EXPERIMENT_FILE, JOB_FILE, ExperimentRecord, StoreError
 
 DB_NAME = "catalog.db"
+# bumped when the table changes: an older catalog is dropped and rebuilt (it is only a cache)
+_VERSION = 2
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS experiments (
     id TEXT PRIMARY KEY,
@@ -32,47 +42,128 @@ CREATE TABLE IF NOT EXISTS experiments (
     created REAL NOT NULL,
     path TEXT NOT NULL,
     jobs INTEGER NOT NULL,
-    states TEXT NOT NULL
+    states TEXT NOT NULL,
+    stamp TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS experiments_name ON experiments (name, created);
 CREATE INDEX IF NOT EXISTS experiments_created ON experiments (created);
 """
+DAMAGED_KIND, DAMAGED_STATE = "damaged", "DAMAGED"
+_warned_rebuild = False
 
 
-def _connect(home: Path) -> sqlite3.Connection:
+def _open(db: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(str(db), timeout=30, isolation_level=None)
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        if conn.execute("PRAGMA user_version").fetchone()[0] != _VERSION:
+            conn.execute("DROP TABLE IF EXISTS experiments")
+            conn.execute(f"PRAGMA user_version={_VERSION}")
+        conn.executescript(_SCHEMA)
+        conn.execute("SELECT count(*) FROM experiments").fetchone()  # reads a page: finds a damaged file
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _writable(home: Path) -> bool:
+    return os.access(home, os.W_OK) and (not (home / DB_NAME).exists() or os.access(home / DB_NAME, os.W_OK))
+
+
+def _memory() -> sqlite3.Connection:
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    conn.executescript(_SCHEMA)
+    return conn
+
+
+def _connect(home: Path, *, create: bool = True) -> sqlite3.Connection:
+    """The catalog of ``home``; an in-memory one when ``home`` cannot be written (reads only:
+    ``create=False``), a rebuilt one when the file is damaged."""
+    global _warned_rebuild
     from filelock import FileLock
 
-    home.mkdir(parents=True, exist_ok=True)
-    db = home / DB_NAME
-    with FileLock(str(db) + ".lock", timeout=60):
-        conn = sqlite3.connect(str(db), timeout=30, isolation_level=None)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.executescript(_SCHEMA)
+    if not create and not _writable(home):
+        conn = _memory()
+    else:
+        try:
+            home.mkdir(parents=True, exist_ok=True)
+            db = home / DB_NAME
+            with FileLock(str(db) + ".lock", timeout=60):
+                try:
+                    conn = _open(db)
+                except sqlite3.OperationalError:
+                    raise  # locked, unopenable: not damage
+                except sqlite3.DatabaseError as exc:  # "file is not a database", "malformed"
+                    for suffix in ("", "-wal", "-shm"):
+                        Path(str(db) + suffix).unlink(missing_ok=True)
+                    if not _warned_rebuild:
+                        print(f"nemorun: warning: {db} was damaged ({exc}); rebuilt it from the experiment folders",
+                              file=sys.stderr)
+                        _warned_rebuild = True
+                    conn = _open(db)
+        except (OSError, sqlite3.OperationalError) as exc:
+            if create:
+                raise StoreError(f"cannot write the experiment catalog in {home}: {exc}") from exc
+            conn = _memory()
     conn.row_factory = sqlite3.Row
     return conn
 
 
-def _row(rec: "ExperimentRecord", meta: Optional[dict[str, Any]] = None, states: Optional[dict[str, int]] = None) -> tuple[Any, ...]:
-    meta = meta or rec.meta
-    if states is None:
-        states = {"UNSUBMITTED": len(meta["jobs"])}
-    return (
-        meta["id"], meta["name"], meta["target"], meta.get("kind", "single"), float(meta["created"]),
-        str(rec.path), len(meta["jobs"]), json.dumps(states, sort_keys=True),
-    )
+def _stamp(path: Path) -> str:
+    """Sizes and change times of the record files: differs whenever one of them was rewritten."""
+    parts = []
+    for f in [path / EXPERIMENT_FILE, *sorted(p / JOB_FILE for p in _subdirs(path / "jobs"))]:
+        try:
+            st = f.stat()
+        except OSError:
+            continue
+        parts.append(f"{f.parent.name}:{st.st_size}:{st.st_mtime_ns}")
+    return ";".join(parts)
 
 
-_UPSERT = "INSERT OR REPLACE INTO experiments VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+def _subdirs(path: Path) -> Iterator[Path]:
+    try:
+        entries = list(os.scandir(path))
+    except OSError:
+        return
+    for e in entries:
+        if e.is_dir():
+            yield Path(e.path)
 
 
-def upsert(home: Path, rec: "ExperimentRecord", states: Optional[dict[str, int]] = None) -> None:
+def _row(rec: ExperimentRecord, states: Optional[dict[str, int]] = None) -> tuple[Any, ...]:
+    """The experiment's catalog row; a damaged record gives a ``damaged`` row, not an error."""
+    stamp = _stamp(rec.path)
+    try:
+        meta = rec.meta
+        if states is None:
+            states = rec.state_counts()
+        return (
+            meta["id"], meta["name"], meta["target"], meta.get("kind", "single"), float(meta["created"]),
+            str(rec.path), len(meta["jobs"]), json.dumps(states, sort_keys=True), stamp,
+        )
+    except (DamagedRecordError, ValueError, TypeError):
+        try:
+            created = rec.path.stat().st_mtime
+        except OSError:
+            created = 0.0
+        return (rec.path.name, rec.path.parent.name, "-", DAMAGED_KIND, created, str(rec.path), 0,
+                json.dumps({DAMAGED_STATE: 1}), stamp)
+
+
+_UPSERT = "INSERT OR REPLACE INTO experiments VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+
+
+def upsert(home: Path, rec: ExperimentRecord, states: Optional[dict[str, int]] = None) -> None:
     with closing(_connect(home)) as conn:
-        conn.execute(_UPSERT, _row(rec, states=states))
+        conn.execute(_UPSERT, _row(rec, states={"UNSUBMITTED": len(rec.meta["jobs"])} if states is None else states))
 
 
-def refresh(home: Path, rec: "ExperimentRecord") -> None:
+def refresh(home: Path, rec: ExperimentRecord) -> None:
     """Recount the experiment's job states from its folder (after a launch or a status)."""
-    upsert(home, rec, rec.state_counts())
+    with closing(_connect(home)) as conn:
+        conn.execute(_UPSERT, _row(rec))
 
 
 def _folders(home: Path) -> Iterator[Path]:
@@ -86,29 +177,40 @@ def _folders(home: Path) -> Iterator[Path]:
                     yield Path(exp_dir.path)
 
 
-def sync(home: Path) -> None:
+def sync(home: Path, conn: Optional[sqlite3.Connection] = None) -> None:
     """Make the catalog agree with the folders: a directory scan, JSON read only for new ones."""
-    from nemorun.store import EXPERIMENT_FILE, ExperimentRecord
-
+    if conn is None:
+        with closing(_connect(home)) as own:
+            return sync(home, own)
     folders = {p.name: p for p in _folders(home) if (p / EXPERIMENT_FILE).exists()}
-    with closing(_connect(home)) as conn:
-        known = {r["id"]: r["path"] for r in conn.execute("SELECT id, path FROM experiments")}
-        gone = [i for i, path in known.items() if i not in folders or str(folders[i]) != path]
-        conn.executemany("DELETE FROM experiments WHERE id = ?", [(i,) for i in gone])
-        for exp_id, path in folders.items():
-            if exp_id not in known or exp_id in gone:
-                rec = ExperimentRecord(path)
-                try:
-                    conn.execute(_UPSERT, _row(rec, states=rec.state_counts()))
-                except (OSError, ValueError, KeyError):
-                    continue  # half-written folder of a launch still starting: next sync
+    known = {r["id"]: r["path"] for r in conn.execute("SELECT id, path FROM experiments")}
+    gone = [i for i, path in known.items() if i not in folders or str(folders[i]) != path]
+    conn.executemany("DELETE FROM experiments WHERE id = ?", [(i,) for i in gone])
+    for exp_id, path in folders.items():
+        if exp_id not in known or exp_id in gone:
+            try:
+                conn.execute(_UPSERT, _row(ExperimentRecord(path)))
+            except (OSError, KeyError):
+                continue  # a folder vanishing mid-scan, or a launch still starting: next sync
+
+
+def _fresh(conn: sqlite3.Connection, row: dict[str, Any]) -> dict[str, Any]:
+    """The row again, re-read from its folder if a record file changed since it was cached."""
+    path = Path(row["path"])
+    if _stamp(path) == row["stamp"]:
+        return row
+    try:
+        new = _row(ExperimentRecord(path))
+    except (OSError, KeyError):
+        return row
+    conn.execute(_UPSERT, new)
+    return dict(zip(row.keys(), new))
 
 
 def rows(home: Path, name: Optional[str] = None, limit: Optional[int] = None) -> list[dict[str, Any]]:
     """Experiments, newest first (reading never creates NEMORUN_HOME)."""
     if not home.exists():
         return []
-    sync(home)
     sql, args = "SELECT * FROM experiments", []
     if name:
         sql += " WHERE name = ?"
@@ -116,21 +218,21 @@ def rows(home: Path, name: Optional[str] = None, limit: Optional[int] = None) ->
     sql += " ORDER BY created DESC"
     if limit:
         sql += f" LIMIT {int(limit)}"
-    with closing(_connect(home)) as conn:
-        out = [dict(r) for r in conn.execute(sql, args)]
+    with closing(_connect(home, create=False)) as conn:
+        sync(home, conn)
+        out = [_fresh(conn, dict(r)) for r in conn.execute(sql, args).fetchall()]
     for r in out:
         r["states"] = json.loads(r["states"])
+        del r["stamp"]
     return out
 
 
 def resolve(home: Path, ref: str) -> Path:
     """``latest``, a full id or a unique id prefix -> experiment folder (ConfigError otherwise)."""
-    from nemorun.errors import ConfigError
-
     if not home.exists():
         raise ConfigError(f"no experiment '{ref}': {home} does not exist yet")
-    sync(home)
-    with closing(_connect(home)) as conn:
+    with closing(_connect(home, create=False)) as conn:
+        sync(home, conn)
         if ref == "latest":
             found = list(conn.execute("SELECT id, path FROM experiments ORDER BY created DESC LIMIT 1"))
         else:

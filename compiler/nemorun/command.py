@@ -9,6 +9,7 @@ import json
 from typing import Any, Mapping
 
 from nemorun.ir import Job, Task
+from nemorun.render import shquote
 
 FUNCTION_SPEC = "function.yaml"
 
@@ -50,6 +51,4 @@ REMOTE_FUNCTION_SPEC = "/tmp/nemorun-function.yaml"
 def write_function_spec_line(task: Task, path: str = REMOTE_FUNCTION_SPEC) -> str:
     """A shell line that writes ``function.yaml`` on the node, for targets whose command is the
     only thing that reaches it (an API body, a task YAML without file mounts)."""
-    from nemorun.render import shquote
-
     return f"printf '%s' {shquote(function_spec_text(task))} > {shquote(path)}"

@@ -28,6 +28,19 @@ class SubmitError(NemorunError):
     exit_code = 1
 
 
+class StoreError(NemorunError, OSError):
+    """The experiment store (``NEMORUN_HOME``) cannot be written: full disk, read-only, no permission.
+
+    Also an ``OSError``, so code that treats an unwritable cache as a miss keeps doing so.
+    """
+
+    exit_code = 1
+
+
+class DamagedRecordError(StoreError):
+    """A file of an experiment record is not what nemorun wrote (truncated, edited, unreadable)."""
+
+
 def one_line(text: str) -> str:
     """Collapse a multi-line message into one line (messages from Hydra, Slurm, APIs)."""
     parts = [p.strip() for p in str(text).splitlines() if p.strip()]

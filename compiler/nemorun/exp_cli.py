@@ -13,7 +13,9 @@ import sys
 import time
 from typing import Any, Optional, Sequence
 
-from nemorun.errors import NemorunError, one_line
+from nemorun import submitters
+from nemorun.api import Experiment, experiments
+from nemorun.errors import ConfigError, NemorunError, one_line
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -74,8 +76,6 @@ def _dump(value: Any) -> None:
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    from nemorun.api import experiments
-
     rows = experiments(name=args.name, limit=args.limit or None)
     if args.json:
         _dump(rows)
@@ -95,8 +95,6 @@ def _job_rows(exp: Any) -> list[dict[str, Any]]:
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
-    from nemorun.api import Experiment
-
     exp = Experiment.load(args.id)
     config = (exp.path / "config.yaml").read_text()
     jobs = _job_rows(exp)
@@ -119,8 +117,6 @@ def _cmd_show(args: argparse.Namespace) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    from nemorun.api import Experiment
-
     exp = Experiment.load(args.id)
     states = exp.status()
     jobs = {j.name: j for j in exp.jobs}
@@ -136,8 +132,6 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _cmd_logs(args: argparse.Namespace) -> int:
-    from nemorun.api import Experiment
-
     exp = Experiment.load(args.id)
     job = args.job
     if job is None and len(exp.meta["jobs"]) == 1:
@@ -150,9 +144,7 @@ def _cmd_logs(args: argparse.Namespace) -> int:
                     sys.stdout.write(line)
         return 0
     if args.follow:  # stderr lines to our stderr, as wait=true does
-        from nemorun.submitters import echo
-
-        echo(exp.follow(job))
+        submitters.echo(exp.follow(job))
         return 0
     for line in exp.logs(job):
         sys.stdout.write(line)
@@ -160,8 +152,6 @@ def _cmd_logs(args: argparse.Namespace) -> int:
 
 
 def _cmd_cancel(args: argparse.Namespace) -> int:
-    from nemorun.api import Experiment
-
     exp = Experiment.load(args.id)
     done = exp.cancel(args.job)
     if args.json:
@@ -172,12 +162,8 @@ def _cmd_cancel(args: argparse.Namespace) -> int:
 
 
 def _cmd_rerun(args: argparse.Namespace) -> int:
-    from nemorun.api import Experiment
-
     exp = Experiment.load(args.id)
     if args.resume and args.overrides:
-        from nemorun.errors import ConfigError
-
         raise ConfigError("--resume completes the same experiment: it takes no overrides")
     new = exp.rerun(args.overrides, resume=args.resume, out=sys.stderr if args.json else sys.stdout)
     if args.json:

@@ -8,10 +8,37 @@ is a pure function of this value.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
-from typing import Any, Literal, Mapping, Optional
+from typing import Any, Literal, Mapping, Optional, Union
+
+from nemorun.schemas.core import NonePackagerConfig
+from nemorun.schemas.dgxcloud import DgxCloudExecutorConfig
+from nemorun.schemas.docker import DockerExecutorConfig
+from nemorun.schemas.kubeflow import ConfigMapPackagerConfig, KubeflowExecutorConfig
+from nemorun.schemas.lepton import LeptonExecutorConfig
+from nemorun.schemas.local import LocalExecutorConfig
+from nemorun.schemas.packagers import GitPackagerConfig, HybridPackagerConfig, PatternPackagerConfig
+from nemorun.schemas.skypilot import SkypilotExecutorConfig
+from nemorun.schemas.slurm import SlurmExecutorConfig
 
 TaskKind = Literal["inline", "script", "function"]
+
+# The executor's own typed config: what ``job.executor`` holds, for backend-only options
+# (partition, namespace, cluster_name...). Resources, image, retries, env and mounts are NOT read
+# from it: they are on the Job in one spelling (tests/test_ir_purity.py keeps targets to that).
+ExecutorConfig = Union[
+    LocalExecutorConfig,
+    SlurmExecutorConfig,
+    DockerExecutorConfig,
+    KubeflowExecutorConfig,
+    SkypilotExecutorConfig,
+    DgxCloudExecutorConfig,
+    LeptonExecutorConfig,
+]
+PackagerConfig = Union[
+    NonePackagerConfig, GitPackagerConfig, PatternPackagerConfig, HybridPackagerConfig, ConfigMapPackagerConfig
+]
 
 
 @dataclass(frozen=True)
@@ -27,21 +54,69 @@ class Task:
 
 @dataclass(frozen=True)
 class Resources:
+    """What the job asks of the machines, in ONE spelling whatever the executor calls it.
+
+    ``nemorun.lower.EXECUTOR_FIELDS`` maps each executor's schema fields onto these; a target
+    renders only these (``None``: not asked for, the backend's default applies).
+    """
+
     nodes: int = 1
     tasks_per_node: int = 1
-    gpus_per_node: int = 0
+    # None: none asked for; -1: every GPU of the node (docker's ``num_gpus=-1``)
+    gpus_per_node: Optional[int] = None
+    gpus_per_task: Optional[int] = None
+    # accelerator name (SkyPilot's ``gpus``: H100, A100-80GB)
+    gpu_type: Optional[str] = None
     cpus_per_task: Optional[int] = None
-    # memory per node, in Slurm/Kubernetes-style units as given ("64G", "512Gi")
+    # CPUs per node as the backend takes them ("8", "8+" on SkyPilot, "500m" on Kubernetes)
+    cpus: Optional[str] = None
+    # memory per node as the backend takes it ("64G" Slurm, "512Gi" Kubernetes, "32+" GB SkyPilot)
     mem: Optional[str] = None
     # wall-time limit in Slurm's format ("04:00:00")
     time: Optional[str] = None
+    # size of /dev/shm in docker units ("16g", "65536m"); see :func:`shm_mib`
+    shm_size: Optional[str] = None
+
+
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+
+
+def shm_mib(size: str) -> int:
+    """``Resources.shm_size`` in MiB, for backends that take a number (Lepton)."""
+    m = re.match(r"^(\d+)([bkmg]?)$", size.strip().lower())
+    if not m:
+        raise ValueError(f"shm size {size!r} is not <number>[b|k|m|g]")
+    return int(m.group(1)) * _SIZE_UNITS[m.group(2)] // (1 << 20)
 
 
 @dataclass(frozen=True)
 class Mount:
+    """A storage path made visible to the job. :meth:`colon_form` gives back the ``SRC:DST[:FLAGS]``
+    spelling of Pyxis and docker exactly, so a malformed entry still reaches the check that names it."""
+
+    # host path, volume, claim or storage the path comes from
     source: str
-    target: str
+    # path inside the job; None: the same as source (Pyxis ``SRC`` alone)
+    target: Optional[str] = None
     read_only: bool = False
+    # the flags as given after the second colon ("ro", "rw,z"); None: none given
+    options: Optional[str] = None
+    # path within the source storage (Lepton's ``path``)
+    subpath: Optional[str] = None
+    # the platform's name for this storage entry (Run:ai storage instance)
+    name: Optional[str] = None
+    # the platform creates the source when it is missing (Run:ai ``existingPvc: false``)
+    create: bool = False
+
+    @classmethod
+    def parse(cls, text: str) -> "Mount":
+        source, *rest = str(text).split(":", 2)
+        target = rest[0] if rest else None
+        options = rest[1] if len(rest) > 1 else None
+        return cls(source=source, target=target, options=options, read_only="ro" in (options or "").split(","))
+
+    def colon_form(self) -> str:
+        return ":".join(p for p in (self.source, self.target, self.options) if p is not None)
 
 
 @dataclass(frozen=True)
@@ -108,8 +183,8 @@ class Job:
     resources: Resources
     launcher: Launcher
     package: Package
-    # the executor's own typed config (a dataclass from nemorun.schemas), for backend options
-    executor: Any
+    # the executor's own typed config, for backend-only options (see ExecutorConfig)
+    executor: ExecutorConfig
     # directory the job is launched from on the target (local: the submit directory)
     workdir: str
     # folder of this job inside the experiment record on this machine
@@ -124,8 +199,8 @@ class Job:
     # handles of upstream jobs this one waits for, and how
     dependencies: tuple[str, ...] = ()
     dependency_type: str = "afterok"
-    # the packager's typed config (a dataclass from nemorun.schemas), for packagers a target applies itself
-    packager: Any = None
+    # the packager's typed config, for packagers a target applies itself (configmap)
+    packager: PackagerConfig = field(default_factory=NonePackagerConfig)
     # non-empty: ONE array job (a value-only sweep) whose array task i runs array_tasks[i]
     # (Slurm: --array=0-(n-1), selected by SLURM_ARRAY_TASK_ID); ``task`` is array_tasks[0]'s
     array_tasks: tuple["ArrayTask", ...] = ()

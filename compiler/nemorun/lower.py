@@ -3,7 +3,12 @@
 Every check a user can fail without a cluster happens here, before anything is rendered:
 keys the schema does not know (including ``+key=`` force-adds, which Hydra lets through typed
 nodes), missing ``???`` values, a task that is not exactly one of inline/script/function, a
-function target that does not import, malformed environment names.
+function target that does not import, malformed environment names, and (last) an option the
+job's target would accept and then ignore (:func:`nemorun.capabilities.check`).
+
+Executors spell the same facts differently (``nodes``/``num_nodes``, ``num_gpus``/``gpus``,
+``image``/``container_image``); :data:`EXECUTOR_FIELDS` is the one table that maps each schema
+onto the IR, so targets render resources, image, mounts, env and retries from the IR only.
 """
 from __future__ import annotations
 
@@ -12,15 +17,16 @@ import difflib
 import os
 import sys
 from dataclasses import dataclass
-from typing import Any, Iterator, Mapping, Optional
+from typing import Any, Callable, Iterator, Mapping, Optional, Union
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
 
-from nemorun import ir
+from nemorun import capabilities, hydra_compat, ir
+from nemorun.entry import load_target
 from nemorun.errors import ConfigError
 from nemorun.render import is_env_name
-from nemorun.schemas.core import SECRET_REFS
+from nemorun.schemas import all_schemas
+from nemorun.schemas.core import SECRET_REFS, check_name
 
 
 @dataclass(frozen=True)
@@ -50,10 +56,7 @@ def _dataclass_nodes(cfg: Any, path: str = "") -> Iterator[tuple[str, DictConfig
         for key in cfg.keys():
             if OmegaConf.is_missing(cfg, key):
                 continue
-            try:
-                child = cfg._get_node(key)
-            except OmegaConfBaseException:
-                continue
+            child = hydra_compat.child_node(cfg, key)
             if isinstance(child, (DictConfig, ListConfig)):
                 yield from _dataclass_nodes(child, f"{path}.{key}" if path else str(key))
     elif isinstance(cfg, ListConfig):
@@ -84,12 +87,12 @@ def _missing_keys(cfg: DictConfig | ListConfig) -> Iterator[str]:
     """``OmegaConf.missing_keys`` without resolving interpolations: it reads every value, and a
     secret's interpolation (``${oc.env:...}``) must wait for submission."""
     for key in cfg.keys() if isinstance(cfg, DictConfig) else range(len(cfg)):
-        child = cfg._get_node(key)
+        child = hydra_compat.child_node(cfg, key)
         if child is None:
             continue
-        if child._is_missing() and not child._is_interpolation():
-            yield cfg._get_full_key(key)
-        elif isinstance(child, (DictConfig, ListConfig)) and not child._is_interpolation() and not child._is_none():
+        if hydra_compat.is_missing_literal(child):
+            yield hydra_compat.full_key(cfg, key)
+        elif isinstance(child, (DictConfig, ListConfig)) and not hydra_compat.is_interpolation(child) and not hydra_compat.is_none(child):
             yield from _missing_keys(child)
 
 
@@ -144,8 +147,6 @@ def secret_ref_fields(executor_type: type) -> tuple[str, ...]:
 
 def secret_reference_executors() -> list[str]:
     """Executor kinds whose env_vars take secret references, read from the schemas themselves."""
-    from nemorun.schemas import all_schemas
-
     prefix = "_schema_executor_"
     return sorted(n[len(prefix):] for n, cls in all_schemas().items() if n.startswith(prefix) and secret_ref_fields(cls))
 
@@ -187,7 +188,7 @@ def secret_references(env_vars: Mapping[str, Any], fields: tuple[str, ...], kind
     return refs
 
 
-def _task_from(cfg: DictConfig) -> ir.Task:
+def task_of(cfg: DictConfig) -> ir.Task:
     t = _to_object(cfg.task, "task")
     given = [k for k in ("inline", "script", "target") if getattr(t, k)]
     if len(given) != 1:
@@ -212,8 +213,6 @@ def check_function_call(target: str, params: dict[str, Any], search_dir: str) ->
     """Import the function here and bind the params to its signature, so a typo in the target,
     an unknown or missing parameter, or a value of the wrong simple type fails now, not on the node."""
     import inspect
-
-    from nemorun.entry import load_target
 
     added = search_dir not in sys.path
     if added:
@@ -250,11 +249,20 @@ def check_function_call(target: str, params: dict[str, Any], search_dir: str) ->
             raise ConfigError(f"task.params.{key}={value!r}: {target} expects {hints[key].__name__}")
 
 
+def _checked_name(what: str, name: str) -> str:
+    """Names become folder names, Slurm job names and comment lines: one character set for all."""
+    try:
+        check_name(what, name)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    return name
+
+
 def experiment_name(cfg: DictConfig) -> str:
     name = cfg.get("name") or (cfg.task.name if cfg.get("task") is not None else None)
     if not name:
         raise ConfigError("no experiment name: set name=... or pick a task with task=<name>")
-    return str(name)
+    return _checked_name("name", str(name))
 
 
 def check_config(cfg: DictConfig) -> None:
@@ -264,24 +272,116 @@ def check_config(cfg: DictConfig) -> None:
     check_missing(cfg)
 
 
-def _first_attr(obj: Any, names: tuple[str, ...], default: Any) -> Any:
-    for n in names:
-        value = getattr(obj, n, None)
-        if value is not None:
-            return value
-    return default
+# Where an IR value comes from in an executor's schema: a field name, or (field name, function
+# of the executor) for what a name alone cannot say (a unit to convert, a field that counts
+# only with another). The name is what a target must never read itself (tests/test_ir_purity.py).
+Source = Union[str, tuple[str, Callable[[Any], Any]]]
+
+
+def _colon_mounts(ex: Any, name: str) -> tuple[ir.Mount, ...]:
+    return tuple(ir.Mount.parse(m) for m in getattr(ex, name))
+
+
+@dataclass(frozen=True)
+class ExecutorFields:
+    """Where one executor's schema keeps what the IR holds in one spelling.
+
+    The schemas keep the names users know (NeMo-Run's ``num_nodes``, ``num_gpus``,
+    ``container_image``...); this table is the only place that knows them. ``env_vars`` and
+    ``retries`` are on every executor (``schemas.core.ExecutorConfig``).
+    """
+
+    # ir.Resources field -> its source; fields left out keep the IR's default
+    resources: Mapping[str, Source]
+    image: Optional[str] = None
+    # -> Job.mounts
+    mounts: Optional[tuple[str, Callable[[Any], tuple[ir.Mount, ...]]]] = None
+    # interpreter for Python tasks on the target (default: "python"; local: nemorun's own)
+    python: Optional[str] = None
+    # the folder holding the job's code as the config names it (default: the submit directory);
+    # where the function target is imported from at compile time
+    workdir: Optional[str] = None
+    dependency_type: Optional[str] = None
+
+    def schema_fields(self) -> dict[str, str]:
+        """IR field -> the schema field it is read from: what targets must read from the IR instead."""
+        named = {f"resources.{k}": v if isinstance(v, str) else v[0] for k, v in self.resources.items()}
+        named.update({k: v for k, v in (("image", self.image), ("python", self.python)) if v})
+        if self.mounts:
+            named["mounts"] = self.mounts[0]
+        named.update(env="env_vars", retries="retries")
+        return named
+
+
+EXECUTOR_FIELDS: dict[str, ExecutorFields] = {
+    "local": ExecutorFields(resources={"tasks_per_node": "ntasks_per_node"}, python="python", workdir="workdir"),
+    "slurm": ExecutorFields(
+        resources={"nodes": "nodes", "tasks_per_node": "ntasks_per_node", "gpus_per_node": "gpus_per_node",
+                   "gpus_per_task": "gpus_per_task", "cpus_per_task": "cpus_per_task", "mem": "mem", "time": "time"},
+        image="container_image",
+        mounts=("container_mounts", lambda ex: _colon_mounts(ex, "container_mounts")),
+        dependency_type="dependency_type",
+    ),  # fmt: skip
+    "docker": ExecutorFields(
+        resources={"tasks_per_node": "ntasks_per_node", "gpus_per_node": "num_gpus", "shm_size": "shm_size"},
+        image="container_image",
+        mounts=("volumes", lambda ex: _colon_mounts(ex, "volumes")),
+        python="python",
+    ),
+    # volumes/volume_mounts stay Kubernetes objects on the executor (no common spelling holds
+    # them), as do cpu_limit/memory_limit (limits are Kubernetes' own notion)
+    "kubeflow": ExecutorFields(
+        resources={"nodes": "nodes", "tasks_per_node": "ntasks_per_node", "gpus_per_node": "gpus",
+                   "cpus": "cpu_request", "mem": "memory_request"},
+        image="image",
+        python="python",
+    ),  # fmt: skip
+    "skypilot": ExecutorFields(
+        resources={"nodes": "num_nodes", "gpu_type": "gpus", "cpus": "cpus", "mem": "memory",
+                   # accelerators per node count only with an accelerator name
+                   "gpus_per_node": ("gpus_per_node", lambda ex: ex.gpus_per_node if ex.gpus else None)},
+        image="container_image",
+        # remote path -> local path or bucket
+        mounts=("file_mounts", lambda ex: tuple(ir.Mount(source=str(s), target=str(d)) for d, s in ex.file_mounts.items())),
+        workdir="workdir",
+    ),  # fmt: skip
+    "dgxcloud": ExecutorFields(
+        resources={"nodes": "nodes", "gpus_per_node": "gpus_per_node"},
+        image="container_image",
+        mounts=("pvcs", lambda ex: tuple(
+            ir.Mount(source=p.claim_name, target=p.path, read_only=p.read_only, name=p.name, create=not p.existing_pvc)
+            for p in ex.pvcs
+        )),
+        workdir="workdir",
+    ),  # fmt: skip
+    "lepton": ExecutorFields(
+        resources={"nodes": "nodes", "gpus_per_node": "gpus_per_node",
+                   # MiB as a number -> the IR's docker-style size
+                   "shm_size": ("shared_memory_size",
+                                lambda ex: None if ex.shared_memory_size is None else f"{ex.shared_memory_size}m")},
+        image="container_image",
+        mounts=("mounts", lambda ex: tuple(
+            ir.Mount(source=m.source, target=m.mount_path, subpath=m.path, read_only=m.read_only) for m in ex.mounts
+        )),
+    ),  # fmt: skip
+}
+
+
+def executor_fields(kind: str) -> ExecutorFields:
+    try:
+        return EXECUTOR_FIELDS[kind]
+    except KeyError:
+        raise ConfigError(f"executor kind '{kind}' has no IR mapping (known: {', '.join(EXECUTOR_FIELDS)})") from None
+
+
+def _get(executor: Any, source: Source) -> Any:
+    return getattr(executor, source) if isinstance(source, str) else source[1](executor)
 
 
 def resources_of(executor: Any) -> ir.Resources:
-    """Executors name the same quantities differently (nodes/num_nodes, gpus/num_gpus...)."""
-    return ir.Resources(
-        nodes=int(_first_attr(executor, ("nodes", "num_nodes"), 1)),
-        tasks_per_node=int(_first_attr(executor, ("ntasks_per_node", "nproc_per_node"), 1)),
-        gpus_per_node=int(_first_attr(executor, ("gpus_per_node", "num_gpus", "gpus"), 0)),
-        cpus_per_task=_first_attr(executor, ("cpus_per_task",), None),
-        mem=_first_attr(executor, ("mem", "memory"), None),
-        time=_first_attr(executor, ("time",), None),
-    )
+    """The executor's resources in the IR's one spelling (:data:`EXECUTOR_FIELDS`)."""
+    values = {name: _get(executor, source) for name, source in executor_fields(str(executor.kind)).resources.items()}
+    return ir.Resources(**{k: v for k, v in values.items() if v is not None})
 
 
 def compile_job(
@@ -292,12 +392,15 @@ def compile_job(
     package: ir.Package = ir.Package(),
     dependencies: tuple[str, ...] = (),
 ) -> ir.Job:
-    """Build the IR of one job. ``cfg`` must have passed :func:`check_config`."""
-    task = _task_from(cfg)
+    """Build the IR of one job. ``cfg`` must have passed :func:`check_config`.
+
+    Ends with the target's capability check, so an option the target would accept and then
+    ignore is refused here, on every path that compiles a job."""
+    task = task_of(cfg)
     executor = _to_object(secret_fields_as_references(cfg.executor), "executor")
     launcher_cfg = _to_object(cfg.launcher, "launcher")
     name = experiment_name(cfg)
-    job = job_name or task.name
+    job = _checked_name("job name", job_name or task.name)
 
     env: dict[str, str] = {}
     secrets = secret_references(executor.env_vars, secret_ref_fields(type(executor)), str(executor.kind))
@@ -311,13 +414,14 @@ def compile_job(
         if not is_env_name(key):
             raise ConfigError(f"environment variable name {key!r} is not valid (letters, digits, _; not starting with a digit)")
 
-    workdir = getattr(executor, "workdir", None) or site.submit_dir
+    fields = executor_fields(str(executor.kind))
+    workdir = (fields.workdir and getattr(executor, fields.workdir)) or site.submit_dir
     if task.kind == "function":
         check_function_call(str(task.target), dict(task.params), package.source_dir or workdir)
-    python = getattr(executor, "python", None) or (site.python if executor.kind == "local" else "python")
+    python = (fields.python and getattr(executor, fields.python)) or (site.python if executor.kind == "local" else "python")
     launcher_options = {k: v for k, v in dataclasses.asdict(launcher_cfg).items() if k != "kind"}
 
-    return ir.Job(
+    job = ir.Job(
         experiment_id=site.experiment_id,
         experiment_name=name,
         name=job,
@@ -329,11 +433,14 @@ def compile_job(
         executor=executor,
         workdir=workdir,
         job_dir=os.path.join(site.experiment_dir(name), "jobs", job),
-        image=_first_attr(executor, ("container_image", "image"), None),
-        retries=int(getattr(executor, "retries", 0) or 0),
+        image=(fields.image and getattr(executor, fields.image)) or None,
+        mounts=fields.mounts[1](executor) if fields.mounts else (),
+        retries=int(executor.retries or 0),
         python=python,
         dependencies=dependencies,
-        dependency_type=str(getattr(executor, "dependency_type", "afterok") or "afterok"),
+        dependency_type=str((fields.dependency_type and getattr(executor, fields.dependency_type)) or "afterok"),
         packager=_to_object(cfg.packager, "packager"),
         secrets=secrets,
     )
+    capabilities.check(job)
+    return job

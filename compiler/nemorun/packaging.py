@@ -35,7 +35,11 @@ from typing import Any, Mapping, Optional
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from nemorun import configmap_packaging as cmp
 from nemorun import ir
+from nemorun.capabilities import check_packager
+from nemorun.lower import experiment_name
+from nemorun.store import write_json
 from nemorun.errors import ConfigError, one_line
 from nemorun.schemas.packagers import GitPackagerConfig, PatternPackagerConfig
 
@@ -299,8 +303,6 @@ def packager_config(cfg: DictConfig) -> Any:
 
 def _configmap_files(packager: Any, base_dir: str) -> dict[str, bytes]:
     """The files of ``packager=configmap`` (collected, size-checked): before compile, never in a render."""
-    from nemorun import configmap_packaging as cmp
-
     files = cmp.collect(packager, base_dir)
     cmp.check_size(f"{packager.configmap_prefix}-<TrainJob name>", files)
     return files
@@ -347,8 +349,6 @@ def _key(config: Any, base_dir: str) -> str:
 def _commit(staged: list[Staged], record_dir: Path, recorded: list[dict[str, Any]]) -> None:
     """Move the new archives into the record; ``code.json`` = the first manifest, plus all of them
     under ``packages`` when the experiment has several packager configs."""
-    from nemorun.store import write_json
-
     new = [s for s in staged if not s.committed]
     if not new:
         return
@@ -377,17 +377,10 @@ def recorded_manifests(record_dir: Path) -> list[dict[str, Any]]:
 
 
 def _accepted(target: str, kind: str) -> bool:
-    """Whether to pack for this target: a target module may declare ``PACKAGERS`` (the kinds it
-    ships); others take the archive kinds and ignore ``configmap`` (only Kubernetes mounts one)."""
-    from nemorun.targets import target_module
-
-    accepted = getattr(target_module(target), "PACKAGERS", None)
-    if accepted is None:
-        return kind != "configmap"
-    if kind not in accepted:
-        rest = [k for k in accepted if k != accepted[0]]
-        raise ConfigError(f"executor={target} ships code with packager={accepted[0]}"
-                          f"{' (or ' + ', '.join(rest) + ')' if rest else ''}, not packager={kind}")
+    """Whether to pack for this target. A packager the target does not ship (its declared
+    ``CAPABILITIES.packagers``) is refused here, before any code is packed, with the same line
+    ``nemorun.lower.compile_job`` would give."""
+    check_packager(target, kind)
     return True
 
 
@@ -408,8 +401,6 @@ class Packages:
         self._record_dir = record_dir
 
     def package(self, cfg: DictConfig) -> ir.Package:
-        from nemorun.lower import experiment_name
-
         packager = packager_config(cfg)
         if not _accepted(str(cfg.executor.kind), packager.kind):
             return ir.Package()

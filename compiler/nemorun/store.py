@@ -24,9 +24,11 @@ and after its submission, so a crash at any moment leaves a record saying which 
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
+import shutil
 import tempfile
 import time
 import dataclasses
@@ -34,6 +36,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional
 
+from nemorun.errors import ConfigError, DamagedRecordError, StoreError
+from nemorun.schemas.core import check_name
 from nemorun.states import AppState, Handle, JobStatus
 
 EXPERIMENT_FILE = "experiment.json"
@@ -52,8 +56,12 @@ def new_experiment_id(now: Optional[float] = None) -> str:
 
 
 def atomic_write(path: Path, data: str | bytes, mode: int = 0o644) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    """Write ``path`` whole or not at all; a failing disk is a :class:`StoreError` (one line)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise _store_error(path, exc) from exc
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data.encode() if isinstance(data, str) else data)
@@ -61,12 +69,51 @@ def atomic_write(path: Path, data: str | bytes, mode: int = 0o644) -> None:
             os.fsync(f.fileno())
         os.chmod(tmp, mode)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(exc, OSError) and not isinstance(exc, StoreError):
+            raise _store_error(path, exc) from exc
         raise
+
+
+def _store_error(path: Path, exc: OSError) -> StoreError:
+    return StoreError(f"cannot write {path}: {exc.strerror or exc}")
+
+
+def _read_json(path: Path) -> Any:
+    """A record file as JSON; absent stays FileNotFoundError, anything else unreadable is damage."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DamagedRecordError(f"experiment record damaged: cannot read {path}: {exc}") from exc
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise DamagedRecordError(f"experiment record damaged: {path} is not valid JSON ({exc})") from exc
+    if not isinstance(value, dict):
+        raise DamagedRecordError(f"experiment record damaged: {path} is not a JSON object")
+    return value
+
+
+def check_job_name(job: str) -> None:
+    """Job names are folder names under ``jobs/``: the same rule as every other name."""
+    try:
+        check_name("job name", job)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _inside(root: Path, path: Path) -> Path:
+    """``path`` if it stays under ``root`` once resolved (no ``..`` or symlink escapes)."""
+    real_root, real = os.path.realpath(root), os.path.realpath(path)
+    if os.path.commonpath([real_root, real]) != real_root or real == real_root:
+        raise ConfigError(f"{path} is outside {root}; names must not contain '/' or be '..'")
+    return path
 
 
 def write_json(path: Path, value: Any) -> None:
@@ -106,7 +153,10 @@ class JobRecord:
 
     @property
     def app_state(self) -> AppState:
-        return AppState(self.state)
+        try:
+            return AppState(self.state)
+        except ValueError:  # written by a newer nemorun or by hand: not a state this one knows
+            return AppState.UNKNOWN
 
     def handle_obj(self) -> Optional[Handle]:
         return Handle.from_dict(self.handle) if self.handle else None
@@ -118,7 +168,13 @@ class JobRecord:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "JobRecord":
         known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
+        values = {k: v for k, v in d.items() if k in known}
+        if values.get("state") not in AppState._value2member_map_:
+            values["state"] = AppState.UNKNOWN.value
+        try:
+            return cls(**values)
+        except TypeError as exc:  # a required field is missing
+            raise DamagedRecordError(f"experiment record damaged: job record without {exc}") from exc
 
 
 class ExperimentRecord:
@@ -144,8 +200,37 @@ class ExperimentRecord:
         multirun: bool = False,
         arrays: Optional[Mapping[str, list[str]]] = None,
     ) -> "ExperimentRecord":
-        path = Path(home) / "experiments" / name / experiment_id
-        path.mkdir(parents=True, exist_ok=False)
+        job_names = list(job_names)
+        try:
+            check_name("name", name)
+            check_name("experiment id", experiment_id)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        for job in job_names:
+            check_job_name(job)
+        root = Path(home) / "experiments"
+        path = _inside(root, root / name / experiment_id)
+        try:
+            path.mkdir(parents=True, exist_ok=False)
+        except FileExistsError:
+            raise
+        except OSError as exc:
+            raise _store_error(path, exc) from exc
+        try:
+            return cls._fill(path, home=Path(home), name=name, experiment_id=experiment_id, target=target,
+                             config_yaml=config_yaml, overrides=list(overrides), submit_dir=submit_dir,
+                             job_names=job_names, kind=kind, multirun=multirun, arrays=arrays)
+        except BaseException:
+            # a record that could not be written whole is no record: leave no empty folder behind
+            shutil.rmtree(path, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                path.parent.rmdir()  # only if no other experiment of that name is in it
+            raise
+
+    @classmethod
+    def _fill(cls, path: Path, *, home: Path, name: str, experiment_id: str, target: str, config_yaml: str,
+              overrides: list[str], submit_dir: str, job_names: list[str], kind: str, multirun: bool,
+              arrays: Optional[Mapping[str, list[str]]]) -> "ExperimentRecord":
         rec = cls(path)
         atomic_write(path / "config.yaml", config_yaml)
         atomic_write(path / "overrides.yaml", "".join(f"- {json.dumps(o)}\n" for o in overrides) or "[]\n")
@@ -165,25 +250,27 @@ class ExperimentRecord:
                 "arrays": dict(arrays or {}),
             },
         )
-        from nemorun import catalog
-
-        catalog.upsert(Path(home), rec)
         return rec
 
     # -- reading ----------------------------------------------------------------------------
     @property
     def meta(self) -> dict[str, Any]:
-        return json.loads((self.path / EXPERIMENT_FILE).read_text())
+        meta = _read_json(self.path / EXPERIMENT_FILE)
+        missing = [k for k in ("id", "name", "target", "created", "jobs") if k not in meta]
+        if missing or not isinstance(meta["jobs"], list):
+            raise DamagedRecordError(f"experiment record damaged: {self.path / EXPERIMENT_FILE} lacks {', '.join(missing) or 'a job list'}")
+        return meta
 
     @property
     def id(self) -> str:
         return self.path.name
 
     def job_dir(self, job: str) -> Path:
+        check_job_name(job)
         return self.path / "jobs" / job
 
     def job(self, job: str) -> JobRecord:
-        return JobRecord.from_dict(json.loads((self.job_dir(job) / JOB_FILE).read_text()))
+        return JobRecord.from_dict(_read_json(self.job_dir(job) / JOB_FILE))
 
     def jobs(self) -> list[JobRecord]:
         return [self.job(j) for j in self.meta["jobs"] if (self.job_dir(j) / JOB_FILE).exists()]
@@ -207,12 +294,6 @@ class ExperimentRecord:
     def save_job(self, record: JobRecord) -> None:
         record.updated_at = time.time()
         write_json(self.job_dir(record.name) / JOB_FILE, asdict(record))
-        if record.phase == "failed-to-submit":
-            # every submission path raises right after this write: the catalog row must not be
-            # left saying UNSUBMITTED (`exp list` reads the catalog, not the folders)
-            from nemorun import catalog
-
-            catalog.refresh(self.path.parent.parent.parent, self)
 
     def write_artifacts(self, job: str, artifacts: Mapping[str, str]) -> list[str]:
         d = self.job_dir(job)

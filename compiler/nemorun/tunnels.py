@@ -19,6 +19,7 @@ from typing import Any, Optional, Protocol, Sequence
 
 from nemorun.errors import SubmitError, one_line
 from nemorun.render import shjoin
+from nemorun.store import atomic_write
 
 
 @dataclass(frozen=True)
@@ -51,8 +52,6 @@ class LocalTunnel:
         return Result(p.returncode, p.stdout, p.stderr)
 
     def write(self, path: str, data: bytes, mode: int = 0o644) -> None:
-        from nemorun.store import atomic_write
-
         atomic_write(Path(path), data, mode=mode)
 
     def put(self, local: str, remote: str) -> None:

@@ -16,13 +16,12 @@ Imported by Hydra's plugin scan at every start-up, so nemorun itself is imported
 # No `from __future__ import annotations`: Hydra's plugin scan executes this module without a
 # sys.modules entry, and dataclasses must then see real annotations, not strings.
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any, Optional, Sequence
 
 from hydra.core.config_store import ConfigStore
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.plugins.launcher import Launcher
-from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+from omegaconf import DictConfig, OmegaConf
 
 # a waiting grid sweep whose jobs failed names at most this many of them in its error line
 FAILED_SHOWN = 10
@@ -53,12 +52,12 @@ class NemorunLauncher(Launcher):
         self.hydra_context = hydra_context
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
-        import copy
         import sys
 
+        from nemorun import compose
         from nemorun.errors import ConfigError
-        from nemorun.pipeline import default_site
-        from nemorun.sweep import apply_overrides, is_value_override, parse_overrides, run_sweep
+        from nemorun.execute import execute, raise_if_failed
+        from nemorun.plan import default_site, plan
 
         assert self.config is not None
         config, loader = self.config, self.hydra_context.config_loader
@@ -71,68 +70,23 @@ class NemorunLauncher(Launcher):
             )
         if not job_overrides:
             return []
-
-        @lru_cache(maxsize=None)
-        def is_group(key: str) -> bool:
-            return bool(loader.repository.group_exists(key.replace(".", "/")))
-
         command = [str(o) for o in OmegaConf.to_container(config.hydra.overrides.task, resolve=False) or []]
-
-        def compose(overrides: list[str]) -> DictConfig:
-            """Hydra already composed the sweep's master config (every override but the swept
-            ones): when the swept ones are plain values, copying it saves a whole compose."""
-            swept = parse_overrides([o for o in overrides if o not in command])
-            if all(is_value_override(o, is_group) for o in swept):
-                cfg = _without_hydra(copy.deepcopy(config))
-                apply_overrides(swept, cfg)
-                return cfg
-            return _without_hydra(loader.load_sweep_config(config, overrides))
-
-        result = run_sweep(
-            [list(j) for j in job_overrides],
-            compose,
-            default_site(),
-            command_overrides=command,
-            is_group=is_group,
-            dryrun=bool(config.get("dryrun", False)),
-            render_dir=config.get("render_dir"),
-            out=sys.stdout,
-            max_parallel=self.max_parallel,
-        )
-        codes = _wait_for(result) if wait and result.record_path else {}
+        composer = compose.SweepMasterComposer(config, loader, command)
+        the_plan = plan([list(j) for j in job_overrides], composer, default_site(), command_overrides=command,
+                        multirun=True, max_parallel=self.max_parallel)
+        outcome = execute(the_plan, sys.stdout)
+        names = [p.name for p in the_plan.jobs] if outcome.record is not None else []
         returns = []
         for i, overrides in enumerate(job_overrides):
             ret = JobReturn(overrides=list(overrides), task_name="nemorun", status=JobStatus.COMPLETED)
-            name = result.jobs[i] if result.jobs else None
-            ret.return_value = codes.get(name, {"job": name, "submitted": bool(result.jobs)}) if name else None
+            name = names[i] if names else None
+            codes = outcome.exit_codes
+            ret.return_value = codes.get(name, {"job": name, "submitted": bool(names)}) if name else None
             if name in codes and codes[name] != 0:
                 ret.status, ret.return_value = JobStatus.FAILED, RuntimeError(f"job {name} exited {codes[name]}")
             returns.append(ret)
-        failed = [(n, c) for n, c in codes.items() if c != 0]
-        if failed and sweeper in GRID_SWEEPERS:
+        if sweeper in GRID_SWEEPERS:
             # Hydra ends a multirun with status 0 whatever the jobs' returns say; a grid sweep that
             # waited must fail the command. (Adaptive sweepers get the failed trials instead.)
-            from nemorun.errors import NemorunError
-
-            shown = ", ".join(f"{n} (exit {c})" for n, c in failed[:FAILED_SHOWN])
-            more = f" and {len(failed) - FAILED_SHOWN} more" if len(failed) > FAILED_SHOWN else ""
-            raise NemorunError(f"{len(failed)} of {len(codes)} jobs of experiment {result.experiment_id} failed: "
-                               f"{shown}{more} (nemorun exp status {result.experiment_id})")
+            raise_if_failed(outcome, shown=FAILED_SHOWN)
         return returns
-
-
-def _without_hydra(cfg: DictConfig) -> DictConfig:
-    """The job's config as the task function would see it (Hydra's run_job drops it too)."""
-    with read_write(cfg), open_dict(cfg):
-        del cfg["hydra"]
-    return cfg
-
-
-def _wait_for(result: Any) -> dict[str, int]:
-    from pathlib import Path
-
-    from nemorun.api import Experiment
-
-    exp = Experiment(Path(result.record_path))
-    states = exp.wait()
-    return {name: (s.exit_code if s.exit_code is not None else (0 if s.state.value == "SUCCEEDED" else 1)) for name, s in states.items()}

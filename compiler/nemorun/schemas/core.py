@@ -1,14 +1,143 @@
 """Schemas for the top level, tasks, and the options that need no backend (packager/launcher ``none``)."""
 from __future__ import annotations
 
+import dataclasses
+import posixpath
+import re
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, ClassVar, Dict, List, Optional
 
 from omegaconf import MISSING
 
+# -- value checks shared by every schema -------------------------------------------------------
+# A field declared with ``checked(...)`` carries its check in its metadata; ``Checked.__post_init__``
+# runs them all when the config becomes a dataclass (compose time). Why one place: each executor
+# names its counts differently, but "how many nodes is absurd" must not differ between them.
+
+MAX_NODES = 100_000
+# GPUs, processes or CPUs on one node (or per task): far above any real machine
+MAX_PER_NODE = 4096
+# names: what job, experiment and task names may be. They become folder names in NEMORUN_HOME,
+# file names, comments in scripts and parts of backend names, so no separators, quotes or spaces.
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+NAME_RULE = "letters, digits, '.', '_' and '-', starting with a letter or digit, at most 64 characters"
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# Slurm --mem: an integer and an optional unit (default MB); 0 = all the node's memory
+_SLURM_MEM = re.compile(r"\d+[KMGTkmgt]?")
+# RFC 1123 label (Kubernetes namespaces)
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+
+# a check returns why a (non-None) value is wrong, or None
+Check = Callable[[Any], Optional[str]]
+CHECK = "nemorun_check"
+
+
+def check_name(what: str, value: Any) -> None:
+    """Refuse anything but a plain name (experiment, task, job, cluster names)."""
+    if value is None:
+        return
+    if not isinstance(value, str) or not _NAME.fullmatch(value):
+        raise ValueError(f"{what} must be a name: {NAME_RULE} (got {value!r})")
+
+
+def _name(value: Any) -> Optional[str]:
+    return None if isinstance(value, str) and _NAME.fullmatch(value) else f"must be a name: {NAME_RULE}"
+
+
+def count(low: int, high: Optional[int] = None) -> Check:
+    """An integer in ``low..high`` (no upper bound when ``high`` is None)."""
+
+    def check(value: Any) -> Optional[str]:
+        if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
+            return f"must be >= {low}" + (f" and <= {high}" if high is not None else "")
+        return None
+
+    return check
+
+
+def positive_number(value: Any) -> Optional[str]:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        return "must be a number > 0"
+    return None
+
+
+def one_line(value: Any) -> Optional[str]:
+    """Text that ends up on one line of an artifact (a comment, a header, an option value)."""
+    return "must not contain newlines or other control characters" if _CONTROL.search(str(value)) else None
+
+
+def absolute_path(value: Any) -> Optional[str]:
+    """A path on a remote machine: relative would be relative to whatever the login shell's cwd is."""
+    return one_line(value) or (None if posixpath.isabs(str(value)) else "must be an absolute path")
+
+
+def slurm_mem(value: Any) -> Optional[str]:
+    return None if _SLURM_MEM.fullmatch(str(value)) else "must be a Slurm memory size: an integer with an optional unit K, M, G or T (e.g. 64G)"
+
+
+def dns_label(value: Any) -> Optional[str]:
+    return None if _DNS_LABEL.fullmatch(str(value)) else "must be a DNS label: lowercase letters, digits and '-', at most 63 characters"
+
+
+def mount_spec(value: Any) -> Optional[str]:
+    """One ``SRC:DST[:FLAGS]`` bind mount: Pyxis joins the list with commas, so a comma would
+    silently make two mounts out of one item."""
+    text = str(value)
+    if "," in text:
+        return "must be one mount each (no ','; list several mounts as list items)"
+    return one_line(text)
+
+
+def each(check: Check) -> Check:
+    """Apply ``check`` to every item of a list (or every value of a mapping)."""
+
+    def check_all(values: Any) -> Optional[str]:
+        items = values.values() if isinstance(values, dict) else values
+        for item in items:
+            why = check(item)
+            if why:
+                return f"{why} (not {item!r})"
+        return None
+
+    return check_all
+
+
+NAME = _name
+NODES = count(1, MAX_NODES)
+PER_NODE = count(1, MAX_PER_NODE)
+GPUS = count(0, MAX_PER_NODE)
+PORT = count(1, 65535)
+
+
+def checked(default: Any = MISSING, *, check: Check, factory: Any = None) -> Any:
+    """A dataclass field whose value ``check`` vets at compose time (None is always allowed)."""
+    if factory is not None:
+        return field(default_factory=factory, metadata={CHECK: check})
+    return field(default=default, metadata={CHECK: check})
+
+
+class Checked:
+    """Mixin of the schemas: run every ``checked`` field's check when the dataclass is built.
+
+    A subclass with its own ``__post_init__`` calls ``super().__post_init__()`` first.
+    """
+
+    # where the schema sits in the config, for messages ("tunnel.": nested under the executor)
+    _path: ClassVar[str] = ""
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            check = f.metadata.get(CHECK)
+            value = getattr(self, f.name)
+            if check is None or value is None or value is MISSING or value == MISSING:
+                continue
+            why = check(value)
+            if why:
+                raise ValueError(f"{self._path}{f.name} {why} (got {value!r})")
+
 
 @dataclass
-class TaskConfig:
+class TaskConfig(Checked):
     """One unit of work. Exactly one of ``inline``, ``script`` or ``target`` is set.
 
     - ``inline``: a shell command line, run with bash.
@@ -20,7 +149,7 @@ class TaskConfig:
     """
 
     # name of the task; the default experiment title and job name
-    name: str = MISSING
+    name: str = checked(check=NAME)
     inline: Optional[str] = None
     script: Optional[str] = None
     # arguments after the script (ignored for inline and function tasks)
@@ -58,14 +187,14 @@ def secret_env_vars(*ref_fields: str) -> Any:
 
 
 @dataclass
-class ExecutorConfig:
+class ExecutorConfig(Checked):
     """Fields every executor has. Executors add their own fields in a subclass (one level only)."""
 
     kind: str = MISSING
     # environment variables exported for the job (values are literal strings)
     env_vars: Dict[str, str] = field(default_factory=dict)
     # resubmit/restart a failed job at most this many times (how depends on the backend)
-    retries: int = 0
+    retries: int = checked(0, check=count(0, 1000))
 
 
 @dataclass

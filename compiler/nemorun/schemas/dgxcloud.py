@@ -10,23 +10,24 @@ Secrets the job itself needs are references too: ``env_vars: {HF_TOKEN: {secret:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any, ClassVar, Dict, List, Optional
 
 from omegaconf import MISSING
 
-from nemorun.schemas.core import ExecutorConfig, secret_env_vars
+from nemorun.schemas.core import GPUS, NODES, Checked, ExecutorConfig, absolute_path, checked, secret_env_vars
 
 SECRET_SOURCES = ("app_secret", "app_secret_env", "app_secret_file")
 
 
 @dataclass
-class DgxPvcConfig:
+class DgxPvcConfig(Checked):
     """An existing PersistentVolumeClaim mounted into every pod of the workload."""
 
+    _path: ClassVar[str] = "pvcs[]."
     # name of the PVC in the project's namespace
     claim_name: str = MISSING
     # absolute mount path inside the container
-    path: str = MISSING
+    path: str = checked(check=absolute_path)
     # Run:ai storage instance name; default: the claim name
     name: Optional[str] = None
     read_only: bool = False
@@ -57,18 +58,19 @@ class DgxCloudExecutorConfig(ExecutorConfig):
     cluster_id: Optional[str] = None
     container_image: str = MISSING
     # pods (1: a training workload; more: a distributed PyTorch workload)
-    nodes: int = 1
+    nodes: int = checked(1, check=NODES)
     # GPU devices per pod
-    gpus_per_node: int = 0
+    gpus_per_node: int = checked(0, check=GPUS)
     pvcs: List[DgxPvcConfig] = field(default_factory=list)
     # working directory inside the container; default: the image's
-    workdir: Optional[str] = None
+    workdir: Optional[str] = checked(None, check=absolute_path)
     # mount a large /dev/shm (NCCL and data loaders need it)
     large_shm: bool = True
     # extra keys merged into the workload's ``spec`` (Run:ai's camelCase names), last word
     custom_spec: Dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         given = [name for name in SECRET_SOURCES if getattr(self, name)]
         if len(given) != 1:
             which = "none" if not given else " and ".join(given)
@@ -84,8 +86,6 @@ class DgxCloudExecutorConfig(ExecutorConfig):
             )
         if not self.base_url.startswith(("http://", "https://")):
             raise ValueError(f"base_url {self.base_url!r} must start with https:// (e.g. https://<tenant>/api/v1)")
-        if self.nodes < 1 or self.gpus_per_node < 0:
-            raise ValueError(f"nodes must be >= 1 and gpus_per_node >= 0 (got {self.nodes}, {self.gpus_per_node})")
         if (self.project_id is None) != (self.cluster_id is None):
             raise ValueError("set both project_id and cluster_id, or neither (then they are looked up by project_name)")
 

@@ -11,7 +11,7 @@ from typing import Any, Dict, List, Optional
 
 from omegaconf import MISSING
 
-from nemorun.schemas.core import ExecutorConfig, secret_env_vars
+from nemorun.schemas.core import GPUS, NODES, PER_NODE, ExecutorConfig, absolute_path, checked, dns_label, secret_env_vars
 
 
 class RuntimeKind(str, enum.Enum):
@@ -26,13 +26,13 @@ class KubeflowExecutorConfig(ExecutorConfig):
     # reference (secretKeyRef, resolved in the pod; the Secret must be in the TrainJob's namespace)
     env_vars: Dict[str, Any] = secret_env_vars("secret", "key")
     # Kubernetes namespace of the TrainJob (and of its ConfigMap)
-    namespace: str = "default"
+    namespace: str = checked("default", check=dns_label)
     # (Cluster)TrainingRuntime the TrainJob is built from (must exist on the cluster)
     runtime_name: str = "torch-distributed"
     runtime_kind: RuntimeKind = RuntimeKind.ClusterTrainingRuntime
     # training nodes (pods) and processes per node (numNodes, numProcPerNode)
-    nodes: int = 1
-    ntasks_per_node: int = 1
+    nodes: int = checked(1, check=NODES)
+    ntasks_per_node: int = checked(1, check=PER_NODE)
     # container image of the trainer
     image: str = MISSING
     # per-node resource requests/limits as Kubernetes quantities ("8", "500m", "64Gi")
@@ -41,7 +41,7 @@ class KubeflowExecutorConfig(ExecutorConfig):
     memory_request: Optional[str] = None
     memory_limit: Optional[str] = None
     # GPUs per node (requests = limits), as the extended resource below
-    gpus: int = 0
+    gpus: int = checked(0, check=GPUS)
     gpu_resource: str = "nvidia.com/gpu"
     # core/v1 Volume objects added to the trainer pods, and VolumeMounts for the `node` container
     volumes: List[Dict[str, Any]] = field(default_factory=list)
@@ -51,7 +51,7 @@ class KubeflowExecutorConfig(ExecutorConfig):
     node_selector: Dict[str, str] = field(default_factory=dict)
     affinity: Dict[str, Any] = field(default_factory=dict)
     # where packaged code (packager=configmap) is mounted in the container; the job's working directory
-    code_dir: str = "/nemorun/code"
+    code_dir: str = checked("/nemorun/code", check=absolute_path)
     # interpreter for Python scripts and function tasks inside the image
     python: str = "python"
 

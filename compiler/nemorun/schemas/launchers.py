@@ -9,26 +9,28 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import List, Optional
 
+from nemorun.schemas.core import PER_NODE, PORT, Checked, checked, count, one_line, positive_number
+
 
 @dataclass
-class TorchrunLauncherConfig:
+class TorchrunLauncherConfig(Checked):
     """``torchrun`` (torch.distributed.run) on every node."""
 
     kind: str = "torchrun"
     # worker processes per node; default: the executor's GPUs per node, else its tasks per node
-    nproc_per_node: Optional[int] = None
+    nproc_per_node: Optional[int] = checked(None, check=PER_NODE)
     # rendezvous backend of multi-node forms (c10d: a TCPStore on the head node)
     rdzv_backend: str = "c10d"
     # TCP port of the rendezvous store on the head node
-    rdzv_port: int = 29500
+    rdzv_port: int = checked(29500, check=PORT)
     # rendezvous id; default: the Slurm job id on Slurm, else experiment id + job name
-    rdzv_id: Optional[str] = None
+    rdzv_id: Optional[str] = checked(None, check=one_line)
     # worker-group restarts before the job fails (count)
-    max_restarts: Optional[int] = None
+    max_restarts: Optional[int] = checked(None, check=count(0))
     # seconds between worker health checks
-    monitor_interval: Optional[float] = None
+    monitor_interval: Optional[float] = checked(None, check=positive_number)
     # base directory of per-rank log files on the node
-    log_dir: Optional[str] = None
+    log_dir: Optional[str] = checked(None, check=one_line)
     # further launcher options, checked against the launcher's real option list
     extra_args: List[str] = field(default_factory=list)
 

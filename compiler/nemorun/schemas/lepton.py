@@ -7,22 +7,23 @@ variables are references to Lepton workspace secrets: ``env_vars: {HF_TOKEN: {se
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any, ClassVar, Dict, List, Optional
 
 from omegaconf import MISSING
 
-from nemorun.schemas.core import ExecutorConfig, secret_env_vars
+from nemorun.schemas.core import GPUS, NODES, Checked, ExecutorConfig, absolute_path, checked, count, secret_env_vars
 
 # Lepton's queue priority classes (leptonai/cli/util.py::_validate_queue_priority, canonical forms)
 PRIORITY_CLASSES = tuple(f"{band}-{n}000" for band, ns in (("low", "123"), ("mid", "456"), ("high", "789")) for n in ns)
 
 
 @dataclass
-class LeptonMountConfig:
+class LeptonMountConfig(Checked):
     """A path of a node group's storage mounted into every replica."""
 
+    _path: ClassVar[str] = "mounts[]."
     # absolute path inside the container (not a system path such as /usr)
-    mount_path: str = MISSING
+    mount_path: str = checked(check=absolute_path)
     # path within the storage volume
     path: str = "/"
     # storage volume (Lepton's "from"): node-nfs:<volume> or local:<path>
@@ -43,12 +44,12 @@ class LeptonExecutorConfig(ExecutorConfig):
     node_group_id: Optional[str] = None
     container_image: str = MISSING
     # replicas (one per node)
-    nodes: int = 1
+    nodes: int = checked(1, check=NODES)
     # GPUs per replica (the resource shape decides the hardware; this sizes torchrun)
-    gpus_per_node: int = 0
+    gpus_per_node: int = checked(0, check=GPUS)
     mounts: List[LeptonMountConfig] = field(default_factory=list)
     # /dev/shm per replica, MiB
-    shared_memory_size: Optional[int] = 65536
+    shared_memory_size: Optional[int] = checked(65536, check=count(0))
     # node reservation id to run in
     node_reservation: Optional[str] = None
     # shell commands run in the container before the task
@@ -58,15 +59,12 @@ class LeptonExecutorConfig(ExecutorConfig):
     # queue priority class: low-1000 ... high-9000 (needs a node group with quota)
     priority: Optional[str] = None
     # seconds Lepton keeps a finished job before archiving it
-    ttl_seconds_after_finished: int = 600
+    ttl_seconds_after_finished: int = checked(600, check=count(0))
 
     def __post_init__(self) -> None:
-        if self.nodes < 1 or self.gpus_per_node < 0:
-            raise ValueError(f"nodes must be >= 1 and gpus_per_node >= 0 (got {self.nodes}, {self.gpus_per_node})")
+        super().__post_init__()
         if self.priority is not None and self.priority not in PRIORITY_CLASSES:
             raise ValueError(f"priority {self.priority!r} is not a Lepton priority class; use one of {', '.join(PRIORITY_CLASSES)}")
-        if self.shared_memory_size is not None and self.shared_memory_size < 0:
-            raise ValueError(f"shared_memory_size must be >= 0 MiB (got {self.shared_memory_size})")
 
 
 SCHEMAS: dict[str, type] = {"_schema_executor_lepton": LeptonExecutorConfig}

@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Dict, Optional
 
-from nemorun.schemas.core import ExecutorConfig
+from nemorun.schemas.core import NAME, NODES, PER_NODE, ExecutorConfig, checked, count
 
 # what sky.Resources accepts for cpus/memory: a number, or a number and "+" for "at least"
 _AMOUNT = re.compile(r"^\d+(\.\d+)?\+?$")
@@ -21,8 +21,8 @@ class SkypilotExecutorConfig(ExecutorConfig):
     # accelerator name (H100, A100-80GB, L4...); none: a CPU-only task
     gpus: Optional[str] = None
     # accelerators per node, with gpus
-    gpus_per_node: int = 1
-    num_nodes: int = 1
+    gpus_per_node: int = checked(1, check=PER_NODE)
+    num_nodes: int = checked(1, check=NODES)
     # vCPUs per node: "8" exactly or "8+" at least
     cpus: Optional[str] = None
     # memory per node in GB: "32" exactly or "32+" at least
@@ -37,7 +37,7 @@ class SkypilotExecutorConfig(ExecutorConfig):
     zone: Optional[str] = None
     use_spot: bool = False
     # reuse (or name) this cluster; default: nemorun-<experiment>-<id tail>
-    cluster_name: Optional[str] = None
+    cluster_name: Optional[str] = checked(None, check=NAME)
     # shell commands run once when the cluster is provisioned
     setup: Optional[str] = None
     # docker image for the task (image_id: docker:<image>)
@@ -47,12 +47,13 @@ class SkypilotExecutorConfig(ExecutorConfig):
     # remote path -> local path or bucket URI (s3://, gs://...)
     file_mounts: Dict[str, str] = field(default_factory=dict)
     # stop the cluster after this many idle minutes (down=true: tear it down instead)
-    idle_minutes_to_autostop: Optional[int] = None
+    idle_minutes_to_autostop: Optional[int] = checked(None, check=count(0))
     down: bool = False
     # run as a SkyPilot managed job (sky.jobs.launch: recovery, own controller) instead of on a cluster
     managed: bool = False
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         # the value checks sky.Resources makes in Python (its JSON schema does not), done here so
         # a dry run fails as the SDK would
         for name in ("cpus", "memory"):
@@ -61,8 +62,6 @@ class SkypilotExecutorConfig(ExecutorConfig):
                 raise ValueError(f"{name} must be a number or '<number>+' (got {value!r})")
         if self.disk_size is not None and self.disk_size <= 0:
             raise ValueError(f"disk_size must be a positive number of GB (got {self.disk_size})")
-        if self.num_nodes < 1 or self.gpus_per_node < 1:
-            raise ValueError(f"num_nodes and gpus_per_node must be >= 1 (got {self.num_nodes}, {self.gpus_per_node})")
         if self.infra and (self.cloud or self.region or self.zone):
             raise ValueError("set infra, or cloud/region/zone (its older form), not both")
         if self.managed and (self.cluster_name or self.idle_minutes_to_autostop is not None or self.down):

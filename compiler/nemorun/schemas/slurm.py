@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any, ClassVar, Dict, List, Optional
 
 from omegaconf import MISSING
 
-from nemorun.schemas.core import ExecutorConfig
+from nemorun.schemas.core import (
+    GPUS, NAME, NODES, PER_NODE, PORT, Checked, ExecutorConfig, absolute_path, checked, each, mount_spec,
+    one_line, positive_number, slurm_mem,
+)
 from nemorun.slurm_flags import unknown_option
 
 # sbatch --time: min, min:sec, h:min:sec, d-h, d-h:min, d-h:min:sec (sbatch(1)), or no limit
@@ -32,6 +35,16 @@ _OWN_FLAGS = {
 _RESERVED = ("output", "error", "parsable", "open-mode", "wrap")
 
 
+# free-text sbatch options: sbatch reads its header line by line
+_ONE_LINE = ("account", "partition", "qos", "constraint", "exclude", "reservation", "comment", "signal", "container_image")
+
+
+def _host(value: object) -> Optional[str]:
+    """A host or login name goes to ssh as one word."""
+    text = str(value)
+    return None if text and not one_line(text) and not any(c.isspace() for c in text) and not text.startswith("-") else "must be one word (no spaces or control characters, not starting with '-')"
+
+
 def check_time(value: Optional[str]) -> None:
     if value is None or value.lower() in _NO_LIMIT or _TIME.match(value):
         return
@@ -49,31 +62,33 @@ def check_srun_args(args: List[str]) -> None:
 
 
 @dataclass
-class LocalTunnelConfig:
+class LocalTunnelConfig(Checked):
     """Run sbatch/squeue/... on this machine (a login node, or the test cluster)."""
 
+    _path: ClassVar[str] = "tunnel."
     kind: str = "local"
     # base folder for job dirs (<job_dir>/<experiment>/<id>/<job>); default: the experiment record
-    job_dir: Optional[str] = None
+    job_dir: Optional[str] = checked(None, check=absolute_path)
 
 
 @dataclass
-class SshTunnelConfig:
+class SshTunnelConfig(Checked):
     """Run sbatch/squeue/... on a login node over SSH (fabric); one connection per process."""
 
+    _path: ClassVar[str] = "tunnel."
     kind: str = "ssh"
-    host: str = MISSING
+    host: str = checked(check=_host)
     # login name; default: the local user / ~/.ssh/config
-    user: Optional[str] = None
-    port: int = 22
+    user: Optional[str] = checked(None, check=_host)
+    port: int = checked(22, check=PORT)
     # private key file; default: the agent and ~/.ssh keys
-    identity: Optional[str] = None
+    identity: Optional[str] = checked(None, check=one_line)
     # known_hosts file to verify the host key against (then unknown host keys are refused)
-    known_hosts: Optional[str] = None
+    known_hosts: Optional[str] = checked(None, check=one_line)
     # absolute base folder on the login node for job dirs (<job_dir>/<experiment>/<id>/<job>)
-    job_dir: str = MISSING
+    job_dir: str = checked(check=absolute_path)
     # seconds to wait for the TCP connection and the SSH handshake
-    connect_timeout: float = 10.0
+    connect_timeout: float = checked(10.0, check=positive_number)
 
 
 @dataclass
@@ -83,13 +98,13 @@ class SlurmExecutorConfig(ExecutorConfig):
     kind: str = "slurm"
     account: Optional[str] = None
     partition: Optional[str] = None
-    nodes: int = 1
-    ntasks_per_node: int = 1
-    gpus_per_node: Optional[int] = None
-    gpus_per_task: Optional[int] = None
-    cpus_per_task: Optional[int] = None
+    nodes: int = checked(1, check=NODES)
+    ntasks_per_node: int = checked(1, check=PER_NODE)
+    gpus_per_node: Optional[int] = checked(None, check=GPUS)
+    gpus_per_task: Optional[int] = checked(None, check=GPUS)
+    cpus_per_task: Optional[int] = checked(None, check=PER_NODE)
     # memory per node, Slurm units ("64G")
-    mem: Optional[str] = None
+    mem: Optional[str] = checked(None, check=slurm_mem)
     # wall-time limit in Slurm's format ("04:00:00", "2-00:00:00", minutes)
     time: Optional[str] = None
     exclusive: Optional[bool] = None
@@ -101,16 +116,16 @@ class SlurmExecutorConfig(ExecutorConfig):
     # e.g. "USR1@90": signal sent that many seconds before the time limit
     signal: Optional[str] = None
     # Slurm job name; default: <experiment>-<job> (just <job> when they are the same)
-    job_name: Optional[str] = None
+    job_name: Optional[str] = checked(None, check=NAME)
     # any other sbatch long option -> value (true: bare flag; false/null: left out)
     additional_parameters: Dict[str, Any] = field(default_factory=dict)
     # Pyxis: image ([USER@][REGISTRY#]IMAGE[:TAG] or a squashfs path); none = bare Slurm
     container_image: Optional[str] = None
     # Pyxis mounts "SRC:DST[:FLAGS]"; the job dir is always mounted at its own path
-    container_mounts: List[str] = field(default_factory=list)
+    container_mounts: List[str] = checked(factory=list, check=each(mount_spec))
     # working directory of the task (container path with Pyxis, node path without);
     # default: the unpacked code, else the job dir
-    container_workdir: Optional[str] = None
+    container_workdir: Optional[str] = checked(None, check=one_line)
     # extra host variables passed into the container with --container-env (env_vars always are)
     container_env: List[str] = field(default_factory=list)
     # extra srun options for the step, e.g. ["--mpi=pmix"]
@@ -118,12 +133,17 @@ class SlurmExecutorConfig(ExecutorConfig):
     # shell lines run in the batch script before the step (module loads, ...)
     setup_lines: List[str] = field(default_factory=list)
     # base folder for job dirs on the cluster; overrides tunnel.job_dir
-    job_dir: Optional[str] = None
+    job_dir: Optional[str] = checked(None, check=absolute_path)
     # how this job waits for its dependencies
     dependency_type: str = "afterok"
     tunnel: Any = MISSING
 
     def __post_init__(self) -> None:
+        super().__post_init__()
+        for key in _ONE_LINE:
+            value = getattr(self, key)
+            if value is not None and one_line(value):
+                raise ValueError(f"{key} {one_line(value)} (got {value!r})")
         check_time(self.time)
         check_srun_args(self.srun_args)
         if self.dependency_type not in DEPENDENCY_TYPES:

@@ -1,23 +1,29 @@
 """One module per backend that applies rendered artifacts and answers for the jobs it started.
 
-Every module offers the same four functions (no base class to stub):
+Every module satisfies :class:`nemorun.submitters.base.Submitter` (submit/status/logs/cancel)
+and declares in ``FEATURES`` which optional functions it has. The helpers here are the only
+way the core reaches a backend's optional functions: they read the declaration, so a backend
+that forgets to declare a function is caught by a test instead of silently skipped.
 
-- ``submit(rendered, job) -> Handle``: send exactly the rendered artifacts; raise
-  :class:`~nemorun.errors.SubmitError` with the backend's own message when refused.
-- ``status(handles) -> dict[handle.id, JobStatus]``: one call for many jobs where the backend
-  allows (one ``squeue`` for all Slurm jobs).
-- ``logs(handle, follow=False) -> Iterator[str]``: the job's output, line by line.
-- ``cancel(handle) -> None``: idempotent.
+The order the core follows per job: :func:`resolve` (ids only the service knows) → render →
+validate → record the artifacts → ``submit(rendered, job)``. :func:`prepare` does the first
+three steps, for callers that record and submit themselves.
 
-SDKs are imported inside these functions, never at module import.
+SDKs are imported inside the backends' functions, never at module import.
 """
 from __future__ import annotations
 
 import importlib
-from types import ModuleType
-from typing import TYPE_CHECKING, Iterable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterable, Iterator, Optional, cast
+
+from nemorun.errors import ConfigError, NemorunError
+from nemorun.store import atomic_write
+from nemorun.targets import target_module
+from nemorun.submitters.base import Submitter, SubmitterFeatures
 
 if TYPE_CHECKING:
+    from nemorun.ir import Job, Rendered
     from nemorun.states import Handle
 
 SUBMITTER_MODULES: dict[str, str] = {
@@ -29,21 +35,78 @@ SUBMITTER_MODULES: dict[str, str] = {
     "dgxcloud": "nemorun.submitters.dgxcloud",
     "lepton": "nemorun.submitters.lepton",
 }
+# a finished remote job's output, copied into its record folder when its backend has no fetch_logs
+SYNCED_LOG = "output.log"
+LOG_FILES = ("stdout.log", "stderr.log")
+
+__all__ = [
+    "SUBMITTER_MODULES", "Submitter", "SubmitterFeatures", "submitter", "submitter_module", "features",
+    "resolve", "prepare", "find", "follow", "echo", "fetch_logs", "sync_logs", "array_task_handle",
+]  # fmt: skip
 
 
-def submitter_module(backend: str) -> ModuleType:
-    return importlib.import_module(SUBMITTER_MODULES[backend])
+def submitter(kind: str) -> Submitter:
+    """The backend module of executor ``kind`` (imported on first use)."""
+    try:
+        name = SUBMITTER_MODULES[kind]
+    except KeyError:
+        raise ConfigError(f"no submitter for executor kind '{kind}' (known: {', '.join(SUBMITTER_MODULES)})") from None
+    return cast(Submitter, importlib.import_module(name))
+
+
+# the name callers used before the Protocol existed
+submitter_module = submitter
+
+
+def features(kind: str) -> SubmitterFeatures:
+    return submitter(kind).FEATURES
+
+
+def resolve(job: "Job") -> "Job":
+    """``job`` with the ids only its service knows filled in (may contact the service and raise
+    SubmitError); the job itself for backends that need nothing looked up."""
+    module = submitter(job.target)
+    if not module.FEATURES.resolve:
+        return job
+    return cast("Job", module.resolve(job))  # type: ignore[attr-defined]
+
+
+def prepare(job: "Job") -> "tuple[Job, Rendered]":
+    """Resolve, render, validate: the job and the artifacts to record and then submit, unchanged.
+    Writes nothing; a dry run renders without this (no service is contacted)."""
+    job = resolve(job)
+    target = target_module(job.target)
+    rendered: Rendered = target.render(job)
+    target.validate(rendered)
+    return job, rendered
+
+
+def find(job: "Job") -> "Optional[Handle]":
+    """The handle of ``job`` if a submission left in doubt by a crash did happen, else None.
+    Raises LookupError when the backend cannot tell (then only resubmitting is left)."""
+    module = submitter(job.target)
+    if not module.FEATURES.find:
+        raise LookupError(f"the {job.target} submitter cannot find a job it may have submitted")
+    return cast("Optional[Handle]", module.find(job))  # type: ignore[attr-defined]
+
+
+def array_task_handle(handle: "Handle", index: int) -> "Handle":
+    """The handle of task ``index`` of an array job (status, logs and cancel per task)."""
+    module = submitter(handle.backend)
+    if not module.FEATURES.array_task_handle:
+        raise LookupError(f"the {handle.backend} submitter has no array tasks")
+    return cast("Handle", module.array_task_handle(handle, index))  # type: ignore[attr-defined]
 
 
 def follow(handle: "Handle") -> "Iterator[tuple[str, str]]":
     """``(stream, line)`` pairs until the job ends, stream being ``stdout`` or ``stderr``.
 
-    Backends with a ``stream(handle)`` hook keep the two apart; for the others every line of
+    Backends declaring ``stream`` keep the two apart; for the others every line of
     ``logs(handle, follow=True)`` is reported as stdout.
     """
-    module = submitter_module(handle.backend)
-    if hasattr(module, "stream"):
-        return module.stream(handle)
+    module = submitter(handle.backend)
+    if module.FEATURES.stream:
+        return cast("Iterator[tuple[str, str]]", module.stream(handle))  # type: ignore[attr-defined]
     return (("stdout", line) for line in module.logs(handle, follow=True))
 
 
@@ -55,3 +118,29 @@ def echo(pairs: "Iterable[tuple[str, str]]") -> None:
         target = sys.stderr if stream == "stderr" else sys.stdout
         target.write(line)
         target.flush()
+
+
+def fetch_logs(handle: "Handle", dest_dir: Path) -> None:
+    """Copy a job's output into ``dest_dir``: the backend's own ``fetch_logs`` (``stdout.log`` and
+    ``stderr.log``) where declared, else what ``logs(handle)`` returns as ``output.log``.
+    Raises what the backend raises."""
+    module = submitter(handle.backend)
+    if module.FEATURES.fetch_logs:
+        module.fetch_logs(handle, dest_dir)  # type: ignore[attr-defined]
+    else:
+        atomic_write(Path(dest_dir) / SYNCED_LOG, "".join(module.logs(handle, follow=False)))
+
+
+def sync_logs(handle: "Handle", job_dir: Path) -> None:
+    """Keep a finished remote job's logs in its record folder (clusters purge theirs).
+
+    Once only (a folder holding logs is left alone), and never fatal: a failed copy leaves
+    ``exp logs`` asking the backend.
+    """
+    job_dir = Path(job_dir)
+    if any((job_dir / f).exists() for f in (*LOG_FILES, SYNCED_LOG)):
+        return
+    try:
+        fetch_logs(handle, job_dir)
+    except (NemorunError, OSError):
+        pass

@@ -1,8 +1,9 @@
 """Backend ``dgxcloud``: the Run:ai REST API (control plane 2.24) with ``requests`` (imported lazily).
 
-Flow: ``POST /token`` (client credentials) → ``GET /org-unit/projects`` (project and cluster id
-by name) → ``POST /workloads/{trainings|distributed}`` with ``workload.json`` → ``GET`` for status
-→ ``POST .../suspend`` to cancel (``DELETE`` with ``delete=True``).
+Flow: :func:`resolve` (before rendering): ``POST /token`` (client credentials) → ``GET
+/org-unit/projects`` (project and cluster id by name); then :func:`submit`: ``POST
+/workloads/{trainings|distributed}`` with the recorded ``workload.json`` bytes → ``GET`` for
+status → ``POST .../suspend`` to cancel (``DELETE`` with ``delete=True``).
 
 The app secret is resolved here, at the moment a request needs it, from the reference in the
 config (an interpolation, an env var name or a file path); handles and records keep only the
@@ -30,8 +31,10 @@ from urllib.parse import urlsplit
 from nemorun.errors import SubmitError, one_line
 from nemorun.ir import Job, Rendered
 from nemorun.states import AppState, Handle, JobStatus
-from nemorun.store import atomic_write
+from nemorun.submitters.base import SubmitterFeatures
 from nemorun.targets import dgxcloud as target
+
+FEATURES = SubmitterFeatures(resolve=True)
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 MAX_ATTEMPTS = 5
@@ -223,21 +226,26 @@ class Client:
         raise self.fail(f"no project named '{project_name}' is visible to app '{self.endpoint.app_id}'")
 
 
-def submit(rendered: Rendered, job: Job) -> Handle:
+def resolve(job: Job) -> Job:
+    """The job with ``project_id``/``cluster_id`` looked up by ``project_name`` (one token and one
+    ``GET /org-unit/projects``), so the rendered request carries the real ids; a job that names
+    its ids already is returned as it is."""
     ex = job.executor
-    client = Client(Endpoint.of(ex))
-    if not ex.project_id:
-        project_id, cluster_id = client.project_ids(ex.project_name)
-        resolved = target.with_ids(job, project_id, cluster_id)
-        rendered = target.render(resolved)
-        target.validate(rendered)
-        # the record must hold what is sent: replace the placeholder copy written before submission
-        atomic_write(Path(job.job_dir) / target.ARTIFACT, rendered.artifacts[target.ARTIFACT])
+    if ex.project_id and ex.cluster_id:
+        return job
+    project_id, cluster_id = Client(Endpoint.of(ex)).project_ids(ex.project_name)
+    return target.with_ids(job, project_id, cluster_id)
+
+
+def submit(rendered: Rendered, job: Job) -> Handle:
+    """POST the recorded ``workload.json`` bytes as they are; a body still holding placeholder ids
+    (rendered without :func:`resolve`, as a dry run does) is refused before any request."""
     text = rendered.artifacts[target.ARTIFACT]
     request = json.loads(text)
     if target.has_placeholders(request):
-        raise SubmitError(f"{target.ARTIFACT} still holds placeholder ids; it was rendered for a dry run")
-    kind = target.workload_kind(ex.nodes)
+        raise SubmitError(f"{target.ARTIFACT} still holds placeholder ids: it was rendered without looking them up (resolve)")
+    client = Client(Endpoint.of(job.executor))
+    kind = target.workload_kind(job.executor.nodes)
     data = client.call("POST", f"/workloads/{kind}", text.encode()).json()
     workload_id = str(data.get("workloadId") or "")
     if not workload_id:

@@ -28,7 +28,10 @@ from typing import Any, Iterator, Optional, Sequence
 from nemorun.errors import SubmitError, one_line
 from nemorun.ir import Job, Rendered
 from nemorun.states import AppState, Handle, JobStatus
+from nemorun.submitters.base import SubmitterFeatures
 from nemorun.targets.docker import ARTIFACT, CODE_DIR, LABEL_EXPERIMENT_ID
+
+FEATURES = SubmitterFeatures(stream=True)
 
 CANCELLED_FILE = "cancelled"
 DEFAULT_SOCKET = "unix:///var/run/docker.sock"

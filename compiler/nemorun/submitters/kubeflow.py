@@ -21,7 +21,10 @@ from nemorun import configmap_packaging as cmp
 from nemorun.errors import SubmitError, one_line
 from nemorun.ir import Job, Rendered
 from nemorun.states import AppState, Handle, JobStatus
+from nemorun.submitters.base import SubmitterFeatures
 from nemorun.targets import kubeflow as target
+
+FEATURES = SubmitterFeatures()
 
 JOBSET_NAME_LABEL = "jobset.sigs.k8s.io/jobset-name"
 REPLICATED_JOB_LABEL = "jobset.sigs.k8s.io/replicatedjob-name"

@@ -4,9 +4,9 @@ The SDK is imported inside functions (``pip install nemorun[lepton]``). The clie
 workspace from ``lep login`` or ``LEPTON_WORKSPACE_ID`` / ``_TOKEN`` / ``_URL``; the handle keeps the
 workspace id and URL, never the token.
 
-Flow: node group name -> id (``nodegroup.list_all``; skipped when ``node_group_id`` is set), render
-again with the id, validate, overwrite ``job.json`` in the record, ``job.create`` (the SDK runs its
-client-side checks and POSTs ``/jobs``); status ``job.get``; logs ``job.get_replicas`` +
+Flow: :func:`resolve`, before rendering: node group name -> id (``nodegroup.list_all``; skipped when
+``node_group_id`` is set); :func:`submit`: ``job.create`` with the recorded ``job.json`` (the SDK
+runs its client-side checks and POSTs ``/jobs``); status ``job.get``; logs ``job.get_replicas`` +
 ``job.get_log`` per replica; cancel ``job.delete`` (404: already gone).
 
 The SDK does not retry: 429 and 502/503/504 are retried here with backoff (``Retry-After`` when
@@ -16,13 +16,15 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Sequence, TypeVar
 
 from nemorun.errors import SubmitError
 from nemorun.ir import Job, Rendered
 from nemorun.states import AppState, Handle, JobStatus
-from nemorun.store import atomic_write
+from nemorun.submitters.base import SubmitterFeatures
+from nemorun.targets.lepton import ARTIFACT, has_placeholder, with_node_group_id
+
+FEATURES = SubmitterFeatures(resolve=True)
 
 T = TypeVar("T")
 RETRY_STATUS = frozenset({429, 502, 503, 504})
@@ -116,33 +118,29 @@ def resolve_node_group(client: Any, name: str) -> str:
     raise SubmitError(f"lepton workspace {client.url} has no node group '{name}'; available: {known}")
 
 
-def final_body(job: Job, client: Any) -> dict[str, Any]:
-    """The body to send: the rendered one, with the node group id looked up when needed.
-    Re-rendered and validated like a dry run, and written over the record's copy."""
-    from nemorun.targets import lepton as target
-
+def resolve(job: Job) -> Job:
+    """The job with ``node_group_id`` looked up by the ``node_group`` name (``nodegroup.list_all``),
+    so the rendered body names the id; a job that names the id (or no group) is returned as it is."""
     ex = job.executor
-    if ex.node_group and not ex.node_group_id:
-        job = target.with_node_group_id(job, resolve_node_group(client, ex.node_group))
-    rendered = target.render(job)
-    target.validate(rendered)
-    text = rendered.artifacts[target.ARTIFACT]
-    body: dict[str, Any] = json.loads(text)
-    if target.has_placeholder(body):
-        raise SubmitError(f"{target.ARTIFACT} still holds a placeholder; refusing to submit")
-    atomic_write(Path(job.job_dir) / target.ARTIFACT, text)
-    return body
+    if not ex.node_group or ex.node_group_id:
+        return job
+    node_group_id = resolve_node_group(_client(), ex.node_group)
+    return with_node_group_id(job, node_group_id)
 
 
 def submit(rendered: Rendered, job: Job) -> Handle:
+    """``job.create`` with the recorded ``job.json`` as it is (the SDK's model of it dumps to the
+    same JSON: tests pin that); a body still holding a node group placeholder is refused first."""
+    body: dict[str, Any] = json.loads(rendered.artifacts[ARTIFACT])
+    if has_placeholder(body):
+        raise SubmitError(f"{ARTIFACT} still holds a node group placeholder: it was rendered without looking the id up (resolve)")
+    client = _client()
     from leptonai.api.v2.types.job import LeptonJob  # the SDK is installed: _client checked
 
-    client = _client()
-    body = final_body(job, client)
     try:
         spec = LeptonJob.model_validate(body)
     except ValueError as exc:
-        raise SubmitError(f"job.json does not fit leptonai's LeptonJob: {_first_line(exc)}") from None
+        raise SubmitError(f"{ARTIFACT} does not fit leptonai's LeptonJob: {_first_line(exc)}") from None
     created = _call(f"job {body['metadata']['id']}", client, client.job.create, spec)
     job_id = str(created.metadata.id_ or body["metadata"]["id"])
     return Handle(backend="lepton", id=job_id, data={"workspace_id": client.workspace_id, "url": client.url})

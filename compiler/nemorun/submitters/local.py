@@ -12,11 +12,14 @@ import signal
 import subprocess
 import time
 from pathlib import Path
-from typing import Iterator, Mapping, Sequence
+from typing import Iterator, Mapping, Optional, Sequence
 
 from nemorun.errors import SubmitError
 from nemorun.ir import Job, Rendered
 from nemorun.states import AppState, Handle, JobStatus
+from nemorun.submitters.base import SubmitterFeatures
+
+FEATURES = SubmitterFeatures(stream=True, find=True)
 
 EXIT_CODE_FILE = "exit_code"
 CANCELLED_FILE = "cancelled"
@@ -163,3 +166,22 @@ def logs(handle: Handle, follow: bool = False) -> Iterator[str]:
 def stream(handle: Handle) -> Iterator[tuple[str, str]]:
     """``(stream, line)`` pairs while the job runs: what ``wait=true`` shows."""
     return follow_files(log_paths(handle), lambda: status_of(handle).state is not AppState.RUNNING)
+
+
+def find(job: Job) -> Optional[Handle]:
+    """Did this job folder's wrapper start? Its argv names the folder, so a scan of /proc finds
+    it while it runs, and its exit code file once it has ended."""
+    job_dir = str(job.job_dir)
+    for pid_dir in Path("/proc").iterdir():
+        if not pid_dir.name.isdigit():
+            continue
+        try:
+            argv = (pid_dir / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if len(argv) >= 5 and argv[0] == b"bash" and argv[3] == b"nemorun-job" and argv[4].decode(errors="replace") == job_dir:
+            pid = int(pid_dir.name)
+            return Handle("local", str(pid), {"pid": pid, "start_time": _proc_start_time(pid), "job_dir": job_dir})
+    if (Path(job_dir) / EXIT_CODE_FILE).exists():
+        return Handle("local", "finished", {"pid": 0, "start_time": None, "job_dir": job_dir})
+    return None

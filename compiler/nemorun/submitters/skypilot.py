@@ -24,6 +24,10 @@ import yaml
 from nemorun.errors import SubmitError
 from nemorun.ir import Job, Rendered
 from nemorun.states import AppState, Handle, JobStatus
+from nemorun.submitters.base import SubmitterFeatures
+from nemorun.targets.skypilot import cluster_name
+
+FEATURES = SubmitterFeatures()
 
 # sky.skylet.job_lib.JobStatus and sky.jobs.state.ManagedJobStatus names -> AppState
 STATE_MAP: dict[str, AppState] = {
@@ -99,8 +103,6 @@ def _server(sky: Any) -> str:
 
 def launch_call(job: Job) -> tuple[str, dict[str, Any]]:
     """SDK function (relative to ``sky``) and keyword arguments that launch ``job``'s task."""
-    from nemorun.targets.skypilot import cluster_name
-
     ex = job.executor
     if ex.managed:
         return "jobs.launch", {"name": job.name}

@@ -18,9 +18,12 @@ from nemorun import tunnels
 from nemorun.errors import SubmitError, one_line
 from nemorun.ir import Job, Rendered
 from nemorun.states import AppState, Handle, JobStatus
+from nemorun.submitters.base import SubmitterFeatures
 from nemorun.targets.slurm import (
     ARRAY_STDERR, ARRAY_STDOUT, CODE_DIR, SBATCH_SCRIPT, STDERR, STDOUT, remote_archive, remote_job_dir,
 )
+
+FEATURES = SubmitterFeatures(stream=True, array_task_handle=True)
 
 # Slurm job states -> AppState (as TorchX's slurm_scheduler); anything else is UNKNOWN
 SLURM_STATES: Mapping[str, AppState] = {

@@ -10,10 +10,10 @@ the service knows (looked up from ``project_name``). Rendering must stay pure, s
 - a dry run (and ``render_dir``) renders marked placeholders: ``projectId`` reads
   ``<looked up at submission: project NAME>`` and ``clusterId`` is the nil UUID — still a valid
   request shape, so the strict schema checks everything else;
-- the submitter looks the ids up first, then renders again from the IR with the ids filled in
-  (:func:`with_ids`), validates, writes that ``workload.json`` over the placeholder copy in the
-  experiment record, and POSTs exactly those bytes. The record therefore holds what was sent.
-  It refuses to send a body that still holds a placeholder. Setting ``project_id`` and
+- at submission the submitter's ``resolve(job)`` looks the ids up and fills them into the IR
+  (:func:`with_ids`) BEFORE the executor renders, validates and records ``workload.json`` once;
+  ``submit`` POSTs exactly those bytes, so the record holds what was sent, and it refuses a body
+  that still holds a placeholder. Setting ``project_id`` and
   ``cluster_id`` in the config skips the lookup, and the dry run shows the real ids.
 
 Distributed shape: Run:ai's PyTorch workloads are Kubeflow PyTorchJobs — one master pod plus
@@ -37,6 +37,7 @@ import difflib
 import re
 from typing import Any, Mapping
 
+from nemorun.capabilities import Capabilities, Evidence
 from nemorun.command import function_spec_text, task_argv
 from nemorun.errors import ArtifactError, ConfigError
 from nemorun.ir import Job, Rendered
@@ -71,6 +72,16 @@ SPEC_KEYS = {
         "slotsPerWorker sshAuthMountPath".split()
     ),
 }
+
+
+CAPABILITIES = Capabilities(
+    executor="dgxcloud",
+    # the request carries no code; the image or a PVC must hold it
+    packagers=("none",),
+    retries="spec.backoffLimit (pod restarts before the workload fails)",
+    secret_store=True,
+    evidence=Evidence(retries=('"backoffLimit": {n}',)),
+)
 
 
 def workload_kind(nodes: int) -> str:
@@ -138,9 +149,9 @@ def _check_custom_spec(custom: Mapping[str, Any], kind: str) -> None:
 
 
 def build_request(job: Job) -> dict[str, Any]:
-    ex = job.executor
-    kind = workload_kind(ex.nodes)
-    spec: dict[str, Any] = {"image": ex.container_image, **command_fields(job)}
+    ex, res = job.executor, job.resources
+    kind = workload_kind(res.nodes)
+    spec: dict[str, Any] = {"image": job.image, **command_fields(job)}
     if ex.workdir:
         spec["workingDir"] = ex.workdir
     env = dict(job.env)
@@ -150,18 +161,18 @@ def build_request(job: Job) -> dict[str, Any]:
     variables += [{"name": k, "secret": {"name": r.name, "key": r.key}} for k, r in job.secrets.items()]
     if variables:
         spec["environmentVariables"] = sorted(variables, key=lambda e: str(e["name"]))
-    spec["compute"] = {"gpuDevicesRequest": ex.gpus_per_node, "largeShmRequest": ex.large_shm}
-    if ex.pvcs:
+    spec["compute"] = {"gpuDevicesRequest": res.gpus_per_node or 0, "largeShmRequest": ex.large_shm}
+    if job.mounts:
         spec["storage"] = {
             "pvc": [
-                {"name": p.name or p.claim_name, "claimName": p.claim_name, "path": p.path,
-                 "existingPvc": p.existing_pvc, "readOnly": p.read_only}
-                for p in ex.pvcs
+                {"name": m.name or m.source, "claimName": m.source, "path": m.target,
+                 "existingPvc": not m.create, "readOnly": m.read_only}
+                for m in job.mounts
             ]
         }
     spec["backoffLimit"] = job.retries
     if kind == "distributed":
-        workers = ex.nodes - 1
+        workers = res.nodes - 1
         spec.update(distributedFramework="PyTorch", numWorkers=workers, minReplicas=workers, maxReplicas=workers)
     _check_custom_spec(ex.custom_spec, kind)
     spec = _merge(spec, ex.custom_spec)
@@ -180,7 +191,7 @@ def build_request(job: Job) -> dict[str, Any]:
 
 def render(job: Job) -> Rendered:
     ex = job.executor
-    kind = workload_kind(ex.nodes)
+    kind = workload_kind(job.resources.nodes)
     body = render_template("dgxcloud/workload.json.j2", request=build_request(job))
     lookup = "" if ex.project_id else f" (projectId/clusterId looked up from project '{ex.project_name}' at submission)"
     return Rendered(

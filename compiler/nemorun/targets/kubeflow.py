@@ -29,16 +29,16 @@ from typing import Any, Optional
 
 
 from nemorun import configmap_packaging as cmp
+from nemorun.capabilities import Capabilities, Evidence, check_packager
 from nemorun.command import function_spec_text, task_argv
 from nemorun.errors import ArtifactError, ConfigError
 from nemorun.ir import Job, Rendered
 from nemorun.launchers import setup_lines, wrap
 from nemorun.render import render_template, shjoin, shquote
+from nemorun.schemas.kubeflow import ConfigMapPackagerConfig, KubeflowExecutorConfig
 from nemorun.validate import parse_mapping_artifact
 
 TRAINJOB, CONFIGMAP = "trainjob.yaml", "configmap.yaml"
-# the packagers this target ships code with (checked before packing, see nemorun.packaging)
-PACKAGERS = ("configmap", "none")
 API_GROUP, API_VERSION, PLURAL = "trainer.kubeflow.org", "v1alpha1", "trainjobs"
 CONTAINER = "node"  # the trainer container and replicated job of every Trainer runtime
 CODE_VOLUME = "nemorun-code"
@@ -47,6 +47,16 @@ MAX_NAME = 45  # TrainJob names may have 63 chars; JobSet derives longer Job and
 _RFC1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 _RFC1123 = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _SECRET_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
+
+CAPABILITIES = Capabilities(
+    executor="kubeflow",
+    # code in a ConfigMap mounted at executor.code_dir; an archive has nowhere to go
+    packagers=("none", "configmap"),
+    retries=None,
+    no_retries_why="the TrainJob it renders sets no restart or backoff policy",
+    secret_store=True,
+    evidence=Evidence(code=("# The job's code: {files} file(s)", "cd /nemorun/code")),
+)
 
 
 def _dns_label(text: str) -> str:
@@ -66,13 +76,12 @@ def _labels(job: Job) -> dict[str, str]:
 
 def _bundle(job: Job, name: str) -> Optional[cmp.ConfigMapBundle]:
     packager = job.packager
-    kind = getattr(packager, "kind", "none")
-    if kind not in ("none", "configmap"):
-        raise ConfigError(f"executor=kubeflow ships code with packager=configmap (or none), not packager={kind}")
+    kind = packager.kind
+    check_packager("kubeflow", kind)
     extra = [(FUNCTION_PATH, function_spec_text(job.task).encode())] if job.task.kind == "function" else []
     if kind == "none" and not extra:
         return None
-    cfg = packager if kind == "configmap" else None
+    cfg = packager if isinstance(packager, ConfigMapPackagerConfig) else None
     if cfg is not None and job.package.kind != "configmap":
         raise ConfigError("packager=configmap: the job was compiled without its package (nemorun.packaging stages it before compiling)")
     found = cmp.bundle(cfg, files=dict(job.package.files), name_suffix=name, namespace=job.executor.namespace, extra=extra)
@@ -106,16 +115,18 @@ def _secret_ref_problems(env: list[dict[str, Any]]) -> list[str]:
     return problems
 
 
-def _resources(ex: Any) -> dict[str, dict[str, str]]:
-    requests = {"cpu": ex.cpu_request, "memory": ex.memory_request}
+def _resources(job: Job) -> dict[str, dict[str, str]]:
+    ex, res = _executor(job), job.resources
+    # limits are Kubernetes' own notion: they stay on the executor
+    requests = {"cpu": res.cpus, "memory": res.mem}
     limits = {"cpu": ex.cpu_limit, "memory": ex.memory_limit}
-    if ex.gpus:
-        requests[ex.gpu_resource] = limits[ex.gpu_resource] = str(ex.gpus)
+    if res.gpus_per_node:
+        requests[ex.gpu_resource] = limits[ex.gpu_resource] = str(res.gpus_per_node)
     out = {"limits": {k: str(v) for k, v in limits.items() if v}, "requests": {k: str(v) for k, v in requests.items() if v}}
     return {k: v for k, v in out.items() if v}
 
 
-def _pod_patch(ex: Any, bundle: Optional[cmp.ConfigMapBundle]) -> dict[str, Any]:
+def _pod_patch(ex: KubeflowExecutorConfig, bundle: Optional[cmp.ConfigMapBundle]) -> dict[str, Any]:
     """The pod spec patch of the ``node`` replicated job (``runtimePatches``)."""
     volumes = [dict(v) for v in ex.volumes]
     mounts = [dict(m) for m in ex.volume_mounts]
@@ -137,17 +148,22 @@ def _pod_patch(ex: Any, bundle: Optional[cmp.ConfigMapBundle]) -> dict[str, Any]
 
 
 def _shell(job: Job, bundle: Optional[cmp.ConfigMapBundle]) -> str:
-    ex = job.executor
+    ex = _executor(job)
     spec_path = f"{ex.code_dir.rstrip('/')}/{FUNCTION_PATH}"
     argv = wrap(job, task_argv(job, spec_path), form="kubernetes")
     lines = setup_lines(job, "kubernetes")
-    if bundle is not None and getattr(job.packager, "kind", "none") == "configmap":
+    if bundle is not None and job.packager.kind == "configmap":
         lines = [f"cd {shquote(ex.code_dir)}", *lines]
     return "\n".join([*lines, shjoin(argv)])
 
 
+def _executor(job: Job) -> KubeflowExecutorConfig:
+    assert isinstance(job.executor, KubeflowExecutorConfig), job.target
+    return job.executor
+
+
 def render(job: Job) -> Rendered:
-    ex = job.executor
+    ex = _executor(job)
     if not job.image:
         raise ConfigError("executor.image is required for executor=kubeflow")
     name = trainjob_name(job)
@@ -160,7 +176,7 @@ def render(job: Job) -> Rendered:
         "runtime_kind": getattr(ex.runtime_kind, "value", ex.runtime_kind),
         "command": ["/bin/bash", "-c", _shell(job, bundle)],
         "env": _env(job),
-        "resources": _resources(ex),
+        "resources": _resources(job),
         "pod_patch": _pod_patch(ex, bundle),
     }
     artifacts = {TRAINJOB: render_template("kubeflow/trainjob.yaml.j2", **context)}

@@ -18,9 +18,10 @@ Options: :class:`nemorun.schemas.lepton.LeptonExecutorConfig`.
 
 Node group id. Affinity takes node-group *ids*, which only the workspace knows. Rendering stays
 pure: when only ``node_group`` (a name) is set, the dry run shows the marked placeholder
-``<looked up at submission: node group NAME>`` in ``allowed_dedicated_node_groups``; the submitter
-lists the node groups, renders again with the id (:func:`with_node_group_id`), validates, writes
-that ``job.json`` over the placeholder copy in the experiment record and sends exactly it. Setting
+``<looked up at submission: node group NAME>`` in ``allowed_dedicated_node_groups``; at submission
+the submitter's ``resolve(job)`` lists the node groups and fills the id into the IR
+(:func:`with_node_group_id`) before the executor renders, validates and records ``job.json``
+once; ``submit`` sends exactly it. Setting
 ``node_group_id`` skips the lookup.
 """
 from __future__ import annotations
@@ -31,9 +32,10 @@ import posixpath
 import re
 from typing import Any, Mapping
 
+from nemorun.capabilities import Capabilities, Evidence
 from nemorun.command import REMOTE_FUNCTION_SPEC, task_argv, write_function_spec_line
 from nemorun.errors import ArtifactError
-from nemorun.ir import Job, Rendered
+from nemorun.ir import Job, Rendered, shm_mib
 from nemorun.launchers import setup_lines, wrap
 from nemorun.render import is_env_name, render_template, shjoin
 from nemorun.validate import parse_mapping_artifact
@@ -46,6 +48,16 @@ _NAME = re.compile(r"^[a-z][a-z0-9-]*$")
 RESERVED_MOUNT_PATHS = frozenset(
     "/ /bin /boot /dev /etc /lib /lib64 /media /opt /proc /run /sbin /srv /sys /usr /usr/bin /usr/lib "
     "/usr/local /usr/sbin /var /sys/fs/cgroup /sys/kernel/security /proc/sys /proc/bus".split()
+)
+
+
+CAPABILITIES = Capabilities(
+    executor="lepton",
+    # the job body carries no code; the image or a mounted storage path must hold it
+    packagers=("none",),
+    retries="spec.max_job_failure_retry",
+    secret_store=True,
+    evidence=Evidence(retries=('"max_job_failure_retry": {n}',)),
 )
 
 
@@ -87,25 +99,25 @@ def _envs(job: Job) -> list[dict[str, Any]]:
 
 
 def build_body(job: Job) -> dict[str, Any]:
-    ex = job.executor
+    ex, res = job.executor, job.resources
     spec: dict[str, Any] = {"resource_shape": ex.resource_shape}
     group = ex.node_group_id or (placeholder(ex.node_group) if ex.node_group else None)
     if group:
         spec["affinity"] = {"allowed_dedicated_node_groups": [group]}
-    spec["container"] = {"image": ex.container_image, "command": command(job)}
-    if ex.shared_memory_size is not None:
-        spec["shared_memory_size"] = ex.shared_memory_size
-    spec["completions"] = spec["parallelism"] = ex.nodes
+    spec["container"] = {"image": job.image, "command": command(job)}
+    if res.shm_size is not None:
+        spec["shared_memory_size"] = shm_mib(res.shm_size)
+    spec["completions"] = spec["parallelism"] = res.nodes
     if job.retries:
         spec["max_job_failure_retry"] = job.retries
     spec["envs"] = _envs(job)
     spec["mounts"] = [
-        {"path": m.path, "from": m.source, "mount_path": m.mount_path, **({"mount_options": {"read_only": True}} if m.read_only else {})}
-        for m in ex.mounts
+        {"path": m.subpath, "from": m.source, "mount_path": m.target, **({"mount_options": {"read_only": True}} if m.read_only else {})}
+        for m in job.mounts
     ]
     spec["image_pull_secrets"] = list(ex.image_pull_secrets)
     spec["ttl_seconds_after_finished"] = ex.ttl_seconds_after_finished
-    if ex.nodes > 1:
+    if res.nodes > 1:
         spec["intra_job_communication"] = True
     if ex.priority:
         spec["queue_config"] = {"priority_class": ex.priority}

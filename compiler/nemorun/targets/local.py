@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 
 from nemorun import launchers
+from nemorun.capabilities import ARCHIVE_PACKAGERS, Capabilities, Evidence
 from nemorun.command import FUNCTION_SPEC, function_artifacts, task_argv
 from nemorun.ir import Job, Rendered
 from nemorun.render import render_template
@@ -17,6 +18,18 @@ from nemorun.validate import check_shell_syntax
 LAUNCH_SCRIPT = "launch.sh"
 # where a packaged job's archive is unpacked, inside the job folder
 CODE_DIR = "code"
+
+CAPABILITIES = Capabilities(
+    executor="local",
+    packagers=("none", *ARCHIVE_PACKAGERS),
+    # a detached process that nothing restarts
+    retries=None,
+    evidence=Evidence(
+        code=("sha256 {sha256}", "tar -xzf {archive}"),
+        # locally torchrun runs as <job python> -m torch.distributed.run (nemorun.launchers.program)
+        launchers={"torchrun": "-m torch.distributed.run", "ft": "ft_launcher"},
+    ),
+)
 
 
 def render(job: Job) -> Rendered:

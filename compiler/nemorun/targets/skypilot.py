@@ -18,6 +18,7 @@ import re
 from typing import Any
 
 
+from nemorun.capabilities import Capabilities
 from nemorun.command import REMOTE_FUNCTION_SPEC, task_argv, write_function_spec_line
 from nemorun.errors import ArtifactError
 from nemorun.ir import Job, Rendered
@@ -31,6 +32,14 @@ MAX_CLUSTER_NAME = 40
 # top-level keys of sky/utils/schemas.py::get_task_schema() (0.14.1) that this target writes
 _TASK_KEYS = frozenset({"name", "workdir", "num_nodes", "resources", "envs", "file_mounts", "setup", "run"})
 
+CAPABILITIES = Capabilities(
+    executor="skypilot",
+    # only executor.workdir (synced by SkyPilot itself) reaches the nodes; no archive is unpacked
+    packagers=("none",),
+    retries=None,
+    no_retries_why="the task it renders sets no recovery or restart policy",
+)
+
 
 def cluster_name(job: Job) -> str:
     """The cluster to launch on: the configured one, else one per experiment (same id, same name)."""
@@ -42,22 +51,22 @@ def cluster_name(job: Job) -> str:
 
 
 def resources(job: Job) -> dict[str, Any]:
-    ex = job.executor
+    ex, asked = job.executor, job.resources
     res: dict[str, Any] = {}
     if ex.infra:
         res["infra"] = ex.infra
     for key in ("cloud", "region", "zone"):
         if getattr(ex, key):
             res[key] = getattr(ex, key)
-    if ex.gpus:
-        res["accelerators"] = f"{ex.gpus}:{ex.gpus_per_node}"
-    for key in ("cpus", "memory", "disk_size"):
-        if getattr(ex, key) is not None:
-            res[key] = getattr(ex, key)
+    if asked.gpu_type:
+        res["accelerators"] = f"{asked.gpu_type}:{asked.gpus_per_node}"
+    for key, value in (("cpus", asked.cpus), ("memory", asked.mem), ("disk_size", ex.disk_size)):
+        if value is not None:
+            res[key] = value
     if ex.use_spot:
         res["use_spot"] = True
-    if ex.container_image:
-        res["image_id"] = f"docker:{ex.container_image}"
+    if job.image:
+        res["image_id"] = f"docker:{job.image}"
     return res
 
 
@@ -76,12 +85,12 @@ def task_config(job: Job) -> dict[str, Any]:
     task: dict[str, Any] = {"name": job.name}
     if ex.workdir:
         task["workdir"] = ex.workdir
-    task["num_nodes"] = ex.num_nodes
+    task["num_nodes"] = job.resources.nodes
     task["resources"] = resources(job)
     if job.env:
         task["envs"] = dict(sorted(job.env.items()))
-    if ex.file_mounts:
-        task["file_mounts"] = dict(sorted(ex.file_mounts.items()))
+    if job.mounts:
+        task["file_mounts"] = dict(sorted((str(m.target), m.source) for m in job.mounts))
     if ex.setup:
         task["setup"] = ex.setup if ex.setup.endswith("\n") else ex.setup + "\n"
     task["run"] = run_script(job)

@@ -25,6 +25,7 @@ import shlex
 from typing import Any, Callable, Iterable, Mapping, Optional
 
 from nemorun import launchers
+from nemorun.capabilities import ARCHIVE_PACKAGERS, Capabilities, Evidence
 from nemorun.command import FUNCTION_SPEC, function_artifacts, function_spec_text, task_argv
 from nemorun.errors import ArtifactError
 from nemorun.ir import Job, Rendered
@@ -35,13 +36,22 @@ from nemorun.validate import check_shell_syntax
 SBATCH_SCRIPT = "sbatch.sh"
 STDOUT, STDERR = "stdout.log", "stderr.log"
 CODE_DIR = "code"
-# value-only sweeps arrive as ONE job with ir.Job.array_tasks (nemorun.sweep): --array, a log
-# pair and a function-<i>.yaml per array task, the step picking its spec by SLURM_ARRAY_TASK_ID
-SUPPORTS_ARRAYS = True
 ARRAY_STDOUT, ARRAY_STDERR = "stdout-%a.log", "stderr-%a.log"
 ARCHIVES_DIR = "archives"
 # srun step defaults (as NeMo-Run): end the step when one task fails; wait at most 60 s for the rest
 _STEP_DEFAULTS: Mapping[str, Any] = {"kill-on-bad-exit": 1, "wait": 60}
+
+CAPABILITIES = Capabilities(
+    executor="slurm",
+    packagers=("none", *ARCHIVE_PACKAGERS),
+    retries="sbatch --requeue + a guard that requeues a failed attempt while SLURM_RESTART_COUNT < retries",
+    # value-only sweeps arrive as ONE job with ir.Job.array_tasks (nemorun.sweep): --array, a log
+    # pair and a function-<i>.yaml per array task, the step picking its spec by SLURM_ARRAY_TASK_ID
+    arrays=True,
+    native_dependencies=True,
+    evidence=Evidence(retries=("#SBATCH --requeue", '"${{SLURM_RESTART_COUNT:-0}}" -lt {n} ]'),
+                      code=("sha256 {sha256}", "{job_dir}/code")),
+)  # fmt: skip
 
 
 def remote_job_dir(job: Job) -> str:
@@ -117,11 +127,11 @@ def sbatch_options(job: Job) -> dict[str, Any]:
         "error": posixpath.join(remote, STDERR),
         "nodes": res.nodes,
         "ntasks-per-node": res.tasks_per_node,
-        "gpus-per-node": ex.gpus_per_node,
-        "gpus-per-task": ex.gpus_per_task,
-        "cpus-per-task": ex.cpus_per_task,
-        "mem": ex.mem,
-        "time": ex.time,
+        "gpus-per-node": res.gpus_per_node,
+        "gpus-per-task": res.gpus_per_task,
+        "cpus-per-task": res.cpus_per_task,
+        "mem": res.mem,
+        "time": res.time,
         "exclusive": ex.exclusive,
         "dependency": dependency(job),
         # a requeued attempt appends to the same log files instead of truncating them
@@ -147,7 +157,7 @@ def srun_options(job: Job) -> list[str]:
     if job.image:
         remote = remote_job_dir(job)
         options["container-image"] = job.image
-        options["container-mounts"] = ",".join([*ex.container_mounts, f"{remote}:{remote}"])
+        options["container-mounts"] = ",".join([*(m.colon_form() for m in job.mounts), f"{remote}:{remote}"])
         options["container-workdir"] = workdir(job)
         names = sorted(set(job.env) | set(ex.container_env))
         options["container-env"] = ",".join(names) or None

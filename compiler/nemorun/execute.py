@@ -1,0 +1,420 @@
+"""One executor for every plan: dry run, or record → resolve → render → submit → record.
+
+Every launch path ends here (CLI, Python API, multirun, ``exp rerun``, ``--resume``), so each
+guarantee is enforced once:
+
+1. dry run: every artifact is shown (and written to ``render_dir``), nothing is recorded or sent;
+2. the record first: ``experiment.json``, ``config.yaml``, the code archives, then every job's
+   artifacts and ``record.json`` in phase ``rendered`` — before the first submission;
+3. per job: ids only the service knows are looked up (:func:`nemorun.submitters.resolve`) and
+   the job is rendered and validated again only if that (or a native dependency's handle)
+   changed it; the record gets exactly the bytes about to be sent; ``attempted_at`` is written;
+   the submit call; then phase ``submitted`` + handle (or ``failed-to-submit``). A job left
+   ``rendered`` with ``attempted_at`` is *in doubt*: on ``--resume`` the backend's ``find`` (a
+   declared submitter feature) reconciles it; backends without one resubmit it, with a warning.
+
+Dependencies (``depends_on``): targets whose capabilities declare native dependencies (Slurm:
+``--dependency``) get the upstream handles rendered in. Elsewhere nemorun itself waits for the
+upstream jobs to end before submitting (the launch stays attached until the chain is submitted;
+if it dies, ``nemorun exp rerun ID --resume`` submits the rest; ``afterok`` skips the downstream
+job when an upstream one did not succeed).
+
+Fault points for the crash tests: ``NEMORUN_FAULT=<point>`` kills this process with SIGKILL at
+``rendered`` (all jobs recorded), ``before-submit:<n>`` or ``after-submit:<n>`` (job index n).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional, Sequence, TextIO
+
+from nemorun import capabilities, catalog, submitters, tracking
+from nemorun.errors import ConfigError, NemorunError, SubmitError, one_line
+from nemorun.plan import ExperimentPlan, PlannedJob, render_job
+from nemorun.states import AppState, Handle
+from nemorun.store import ExperimentRecord, JobRecord, atomic_write
+
+# a dry run of a sweep prints at most this many job lines, then the first job's artifacts;
+# a launch of more jobs than this prints a summary instead of a line per job
+SUMMARY_LINES = 20
+# sweeps at least this long get a progress bar on a terminal
+PROGRESS_MIN_JOBS = 20
+
+
+@dataclass
+class Outcome:
+    experiment_id: str
+    name: str
+    kind: str = "single"
+    record: Optional[ExperimentRecord] = None
+    # wait=true, one job: its exit code; several: each job's
+    exit_code: Optional[int] = None
+    exit_codes: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> list[tuple[str, int]]:
+        return [(n, c) for n, c in self.exit_codes.items() if c != 0]
+
+
+def execute(plan: ExperimentPlan, out: TextIO = sys.stdout, *, resume: Optional[ExperimentRecord] = None) -> Outcome:
+    """Carry out ``plan``; with ``resume``, complete that record's experiment instead of a new one."""
+    if plan.render_dir and resume is None:
+        write_render_dir(plan, plan.render_dir)
+    if plan.dryrun and resume is None:
+        show_dryrun(plan, out)
+        return Outcome(plan.site.experiment_id, plan.name, plan.kind)
+    record = _reconcile(plan, resume, out) if resume is not None else _create_record(plan, out)
+    if plan.array is not None:
+        _submit_array(record, plan.array, out)
+    else:
+        _submit_jobs(record, plan.jobs, out, quiet=len(plan.jobs) > SUMMARY_LINES)
+    if plan.kind == "sweep" and len(plan.jobs) > SUMMARY_LINES:
+        out.write(f"  submitted {len(plan.jobs)} jobs; see: nemorun exp status {plan.site.experiment_id}\n")
+    out.flush()
+    outcome = Outcome(plan.site.experiment_id, plan.name, plan.kind, record)
+    if plan.wait and resume is None:
+        if plan.kind == "single":
+            outcome.exit_code = wait_and_stream(record, plan.jobs[0].name)
+            outcome.exit_codes = {plan.jobs[0].name: outcome.exit_code}
+        else:
+            states = tracking.wait(record, [p.name for p in plan.jobs])
+            outcome.exit_codes = {n: tracking.exit_code(s) for n, s in states.items()}
+    return outcome
+
+
+def raise_if_failed(outcome: Outcome, shown: int = 10) -> None:
+    """A waited sweep or multi-task experiment fails the command when any job failed, naming
+    them (a single job's exit code is the command's own)."""
+    failed = outcome.failed
+    if not failed or outcome.kind == "single":
+        return
+    names = ", ".join(f"{n} (exit {c})" for n, c in failed[:shown])
+    more = f" and {len(failed) - shown} more" if len(failed) > shown else ""
+    raise NemorunError(f"{len(failed)} of {len(outcome.exit_codes)} jobs of experiment {outcome.experiment_id} failed: "
+                       f"{names}{more} (nemorun exp status {outcome.experiment_id})")
+
+
+# -- dry run -----------------------------------------------------------------------------------
+
+
+def format_artifacts(planned: Sequence[PlannedJob]) -> str:
+    out: list[str] = []
+    for p in planned:
+        out.append(f"# job {p.name} ({p.target}); submit: {p.rendered.submit_command}\n")
+        for name, text in p.rendered.artifacts.items():
+            out.append(f"==> {name} <==\n")
+            out.append(text if text.endswith("\n") else text + "\n")
+    return "".join(out)
+
+
+def _varying(batch: Sequence[Sequence[str]]) -> list[int]:
+    """Positions of the overrides that differ between jobs (what a summary line shows)."""
+    if not batch:
+        return []
+    first = batch[0]
+    return [i for i in range(len(first)) if any(len(j) != len(first) or j[i] != first[i] for j in batch[1:])]
+
+
+def show_dryrun(plan: ExperimentPlan, out: TextIO) -> None:
+    if plan.kind == "experiment":
+        for p in plan.jobs:
+            after = f" after {', '.join(p.depends_on)} ({p.dependency_type})" if p.depends_on else ""
+            out.write(f"# task {p.name}{after}\n")
+    if plan.kind != "sweep":
+        out.write(format_artifacts(plan.jobs))
+        return
+    count, render_dir = len(plan.jobs), plan.render_dir
+    varying = _varying([p.overrides for p in plan.jobs])
+    summary = "".join(f"#   {p.name}: {' '.join(p.overrides[i] for i in varying) or '(no varying override)'}\n"
+                      for p in plan.jobs[:SUMMARY_LINES])
+    if count > SUMMARY_LINES:
+        summary += f"#   ... and {count - SUMMARY_LINES} more\n"
+    if plan.array is not None:
+        array = plan.array
+        shown_names = list(array.rendered.artifacts)[:2]  # the script and the first task's files
+        shown = dataclasses.replace(array, rendered=dataclasses.replace(
+            array.rendered, artifacts={n: array.rendered.artifacts[n] for n in shown_names}))
+        out.write(f"# dry run: sweep of {count} jobs as ONE job array ({array.name}), experiment {plan.name} "
+                  f"({plan.target}); every job rendered and validated, nothing submitted\n")
+        out.write(summary)
+        out.write(format_artifacts([shown]))
+        hidden = len(array.rendered.artifacts) - len(shown_names)
+        if hidden:
+            where = f"written to {render_dir}/{array.name}/" if render_dir else "add render_dir=DIR to write them"
+            out.write(f"# ... and {hidden} more artifacts of this array ({where})\n")
+        return
+    out.write(f"# dry run: sweep of {count} jobs, experiment {plan.name} ({plan.target}); every job rendered and "
+              "validated, nothing submitted\n")
+    out.write(summary)
+    where = f"all {count} jobs written to {render_dir}/<job>/" if render_dir else f"all {count}: add render_dir=DIR"
+    out.write(f"# artifacts of the first job ({where}):\n")
+    out.write(format_artifacts(plan.jobs[:1]))
+
+
+def write_render_dir(plan: ExperimentPlan, render_dir: str) -> None:
+    """A lone job writes into ``render_dir``; several write ``render_dir/<job>/``; an array job
+    writes its own folder only (its tasks are not submitted one by one)."""
+    root = Path(render_dir).expanduser()
+    jobs = [plan.array] if plan.array is not None else list(plan.jobs)
+    single = plan.array is None and len(jobs) == 1
+    for p in jobs:
+        d = root if single else root / p.name
+        for name, text in p.rendered.artifacts.items():
+            atomic_write(d / name, text, mode=0o755 if name.endswith(".sh") else 0o644)
+
+
+# -- the record ------------------------------------------------------------------------------
+
+
+def _fault(point: str, index: Optional[int] = None) -> None:
+    spec = os.environ.get("NEMORUN_FAULT")
+    if spec and spec == (point if index is None else f"{point}:{index}"):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _job_record(p: PlannedJob) -> JobRecord:
+    return JobRecord(name=p.name, target=p.target, overrides=list(p.overrides), depends_on=list(p.depends_on),
+                     dependency_type=p.dependency_type)
+
+
+def _create_record(plan: ExperimentPlan, out: TextIO) -> ExperimentRecord:
+    """With an array, the jobs are its tasks: their folders hold only record.json; the array's
+    folder holds the artifacts (what is submitted). The code is committed first, so a record
+    with jobs always has its code (``--resume`` reuses it)."""
+    site, array = plan.site, plan.array
+    names = [p.name for p in plan.jobs]
+    record = ExperimentRecord.create(
+        home=Path(site.home), name=plan.name, experiment_id=site.experiment_id, target=plan.target,
+        config_yaml=plan.config_yaml, overrides=plan.overrides, submit_dir=site.submit_dir, job_names=names,
+        kind=plan.kind, multirun=plan.multirun, arrays={array.name: names} if array else None,
+    )
+    catalog.upsert(Path(site.home), record)
+    plan.packages.commit(record.path)
+    for index, p in enumerate(plan.jobs):
+        rec = _job_record(p)
+        if array is None:
+            rec.artifacts = record.write_artifacts(p.name, p.rendered.artifacts)
+        else:
+            rec.array, rec.array_index = array.name, index
+        record.save_job(rec)
+    if array is not None:
+        rec = JobRecord(name=array.name, target=array.target, array_of=names, array_parallelism=array.job.array_parallelism)
+        rec.artifacts = record.write_artifacts(array.name, array.rendered.artifacts)
+        record.save_job(rec)
+    _fault("rendered")
+    what = {"single": f"({plan.target})", "experiment": f"({plan.target}): {len(names)} tasks",
+            "sweep": f"({plan.target}): {len(names)} jobs"}[plan.kind]
+    out.write(f"experiment {plan.name}/{site.experiment_id} {what} in {record.path}\n")
+    out.flush()
+    return record
+
+
+def _reconcile(plan: ExperimentPlan, record: ExperimentRecord, out: TextIO) -> ExperimentRecord:
+    """``--resume``: the plan must be the recorded one; jobs whose record was never written get it."""
+    meta = record.meta
+    if [p.name for p in plan.jobs] != list(meta["jobs"]):
+        raise ConfigError(f"experiment {record.id} no longer plans the same jobs (config files changed?); use rerun without --resume")
+    plan.packages.commit(record.path)  # only an archive the record lacked (the launch died before writing it)
+    changed = "would differ from the recorded one (config changed since launch?); use rerun without --resume"
+    if plan.array is not None:
+        name = plan.array.name
+        rec = record.try_job(name)
+        stored = {a: (record.job_dir(name) / a).read_text() for a in (rec.artifacts if rec else [])}
+        if list(meta.get("arrays") or {}) != [name] or any(stored.get(a) != t for a, t in plan.array.rendered.artifacts.items()):
+            raise ConfigError(f"array {name} {changed}")
+        pending = sum(1 for t in meta["jobs"] if (record.try_job(t) or JobRecord(t, "")).phase != "submitted")
+    else:
+        for p in plan.jobs:
+            rec = record.try_job(p.name)
+            if rec is None:
+                rec = _job_record(p)
+                rec.artifacts = record.write_artifacts(p.name, p.rendered.artifacts)
+                record.save_job(rec)
+            elif rec.phase != "submitted" and rec.attempted_at is None and not p.depends_on:
+                for name, text in p.rendered.artifacts.items():
+                    stored_file = record.job_dir(p.name) / name
+                    if not stored_file.exists() or stored_file.read_text() != text:
+                        raise ConfigError(f"job {p.name}: {name} {changed}")
+        pending = sum(1 for p in plan.jobs if record.job(p.name).phase != "submitted")
+    out.write(f"experiment {meta['name']}/{record.id}: resuming, {pending} of {len(plan.jobs)} jobs not yet submitted\n")
+    return record
+
+
+# -- submission ------------------------------------------------------------------------------
+
+
+def _progress(total: int) -> tuple[Callable[[], None], Callable[[], None]]:
+    """(advance, close) for a rich progress bar on a terminal; no-ops elsewhere."""
+    if total < PROGRESS_MIN_JOBS or not getattr(sys.stderr, "isatty", lambda: False)():
+        return (lambda: None), (lambda: None)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    progress = Progress(TextColumn("submitting"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=True)
+    task = progress.add_task("submit", total=total)
+    progress.start()
+    return (lambda: progress.advance(task)), progress.stop
+
+
+def _wait_upstream(record: ExperimentRecord, p: PlannedJob) -> Optional[str]:
+    """Block until every upstream job is terminal; return why the job must not run, if so."""
+    pending = list(p.depends_on)
+    while pending:
+        for dep in list(pending):
+            rec = record.job(dep)
+            if rec.handle_obj() is None:
+                return f"upstream job {dep} was not submitted ({rec.phase})"
+            if not rec.app_state.is_terminal:
+                tracking.refresh(record, [rec])
+                rec = record.job(dep)
+            if rec.app_state.is_terminal:
+                pending.remove(dep)
+                if p.dependency_type == "afterok" and rec.app_state is not AppState.SUCCEEDED:
+                    return f"upstream job {dep} ended {rec.state} ({p.dependency_type})"
+                if p.dependency_type == "afternotok" and rec.app_state is AppState.SUCCEEDED:
+                    return f"upstream job {dep} succeeded ({p.dependency_type})"
+        if pending:
+            time.sleep(tracking.POLL_SECONDS)
+    return None
+
+
+def _native_dependencies(record: ExperimentRecord, p: PlannedJob) -> tuple[str, ...]:
+    handles = []
+    for dep in p.depends_on:
+        handle = record.job(dep).handle_obj()
+        if handle is None:
+            raise SubmitError(f"job {p.name}: upstream job {dep} has no handle")
+        handles.append(handle.id)
+    return tuple(handles)
+
+
+def _send(record: ExperimentRecord, rec: JobRecord, p: PlannedJob, index: int) -> Handle:
+    """Resolve → render (only if resolving changed the job) → record exactly those bytes →
+    mark attempted → submit. Raises the submitter's NemorunError after recording it."""
+    job = p.job
+    if p.depends_on and capabilities.of(p.target).native_dependencies:
+        job = dataclasses.replace(job, dependencies=_native_dependencies(record, p), dependency_type=p.dependency_type)
+    try:
+        job = submitters.resolve(job)
+    except NemorunError as exc:
+        _failed(record, rec, exc)
+        raise
+    rendered = p.rendered if job == p.job else render_job(job)
+    if rendered is not p.rendered:
+        rec.artifacts = record.write_artifacts(p.name, rendered.artifacts)
+    rec.attempted_at = time.time()
+    record.save_job(rec)
+    _fault("before-submit", index)
+    try:
+        handle = submitters.submitter(p.target).submit(rendered, job)
+    except NemorunError as exc:
+        _failed(record, rec, exc)
+        raise
+    _fault("after-submit", index)
+    rec.phase, rec.handle, rec.state, rec.submitted_at = "submitted", handle.to_dict(), AppState.SUBMITTED.value, time.time()
+    record.save_job(rec)
+    return handle
+
+
+def _failed(record: ExperimentRecord, rec: JobRecord, exc: BaseException) -> None:
+    rec.phase, rec.error, rec.state = "failed-to-submit", one_line(str(exc)), AppState.FAILED.value
+    record.save_job(rec)
+    catalog.refresh(record.path.parent.parent.parent, record)  # `exp list` must not say UNSUBMITTED
+
+
+def _submit_jobs(record: ExperimentRecord, jobs: Sequence[PlannedJob], out: TextIO, *, quiet: bool) -> None:
+    """Submit every job whose record is not yet submitted, in dependency order."""
+    advance, close = _progress(len(jobs))
+    submitted = 0
+    try:
+        for index, p in enumerate(jobs):
+            rec = record.job(p.name)
+            if rec.phase == "submitted" or rec.state == AppState.CANCELLED.value:
+                advance()
+                continue
+            if rec.in_doubt:
+                try:
+                    found = submitters.find(p.job)
+                except LookupError:
+                    found = None
+                    out.write(f"  warning: job {p.name} may already exist on {p.target} (launch died while submitting it); "
+                              "submitting again\n")
+                if found is not None:
+                    rec.phase, rec.handle, rec.state = "submitted", found.to_dict(), AppState.SUBMITTED.value
+                    record.save_job(rec)
+                    advance()
+                    continue
+            if p.depends_on and not capabilities.of(p.target).native_dependencies:
+                reason = _wait_upstream(record, p)
+                rec = record.job(p.name)  # a cancel may have landed while waiting
+                if rec.state == AppState.CANCELLED.value:
+                    continue
+                if reason:
+                    rec.phase, rec.state, rec.error = "failed-to-submit", AppState.CANCELLED.value, f"not submitted: {reason}"
+                    record.save_job(rec)
+                    out.write(f"  job {p.name}: not submitted: {reason}\n")
+                    continue
+            try:
+                handle = _send(record, rec, p, index)
+            except NemorunError as exc:
+                left = len(jobs) - index - 1
+                rest = (f"; {submitted} submitted, {left} not yet: `nemorun exp rerun {record.id} --resume` submits the rest"
+                        if len(jobs) > 1 else "")
+                raise SubmitError(f"job {p.name} was not submitted: {one_line(str(exc))} (record: {record.path}{rest})") from exc
+            submitted += 1
+            advance()
+            if not quiet:
+                logs = f"; logs: {record.job_dir(p.name)}" if len(jobs) == 1 else ""
+                out.write(f"  job {p.name}: submitted as {handle.id}{logs}\n")
+    finally:
+        close()
+        catalog.refresh(record.path.parent.parent.parent, record)
+
+
+def _submit_array(record: ExperimentRecord, array: PlannedJob, out: TextIO) -> None:
+    """ONE submission for the whole array, then every task's record gets its own handle
+    (:func:`nemorun.submitters.array_task_handle`), so status, logs and cancel work per task."""
+    rec = record.job(array.name)
+    try:
+        if rec.phase != "submitted":
+            if rec.in_doubt:
+                out.write(f"  warning: array {array.name} may already exist on {array.target} (launch died while "
+                          "submitting it); submitting again\n")
+            try:
+                _send(record, rec, array, 0)
+            except NemorunError as exc:
+                raise SubmitError(f"array {array.name} was not submitted: {one_line(str(exc))}") from exc
+            rec = record.job(array.name)
+        handle = rec.handle_obj()
+        assert handle is not None
+        for index, task in enumerate(rec.array_of):
+            task_rec = record.job(task)
+            if task_rec.phase != "submitted":
+                task_rec.phase, task_rec.handle = "submitted", submitters.array_task_handle(handle, index).to_dict()
+                task_rec.state, task_rec.submitted_at = AppState.SUBMITTED.value, rec.submitted_at
+                record.save_job(task_rec)
+        out.write(f"  array {array.name}: submitted as {handle.id} ({len(rec.array_of)} tasks)\n")
+    finally:
+        catalog.refresh(record.path.parent.parent.parent, record)
+
+
+def record_and_submit(record: ExperimentRecord, p: PlannedJob) -> JobRecord:
+    """One job into an existing record, then submitted (what a launch does per job)."""
+    rec = _job_record(p)
+    rec.artifacts = record.write_artifacts(p.name, p.rendered.artifacts)
+    record.save_job(rec)
+    _send(record, rec, p, 0)
+    return record.job(p.name)
+
+
+def wait_and_stream(record: ExperimentRecord, job_name: str) -> int:
+    """Stream a job's stdout/stderr to ours until it ends; return its exit code."""
+    handle = record.job(job_name).handle_obj()
+    assert handle is not None
+    submitters.echo(submitters.follow(handle))
+    states = tracking.refresh(record, [record.job(job_name)])
+    return tracking.exit_code(states[job_name])
