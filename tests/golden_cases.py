@@ -13,6 +13,7 @@ KUBEFLOW_PROJECT = Path(__file__).resolve().parent / "data" / "kubeflow_project"
 
 CASES: dict[str, list[str]] = {
     "local_hello": ["task=hello"],
+    "local_retries": ["task=hello", "executor.retries=2"],
     "local_train_function": ["task=train", "task.params.steps=5"],
     "local_script_args_env": [
         "task=hello",
@@ -58,5 +59,13 @@ CASES: dict[str, list[str]] = {
     "dgxcloud_ft": ["executor=dgxcloud", "task=train", "launcher=ft", "executor.base_url=https://tenant.example.com/api/v1", "executor.app_id=nemorun-ci", "executor.app_secret_env=DGX_APP_SECRET", "executor.project_name=team-a", "executor.container_image=nvcr.io/nvidia/nemo:25.04", "executor.nodes=1", "executor.gpus_per_node=8"],
     # secret references in env: the reference is rendered, never a value
     "kubeflow_secret_env": ["executor=kubeflow", "task=train", "executor.image=nvcr.io/nvidia/nemo:25.04", "executor.namespace=team-a", "+executor.env_vars.HF_TOKEN={secret: hf-token, key: token}", "+executor.env_vars.WANDB_API_KEY={secret: wandb, key: api-key}", "+executor.env_vars.NCCL_DEBUG=INFO"],
+    # packager=pattern: the archive's files in the ConfigMap; a memory-backed /dev/shm of a set size; numProcPerNode = what torchrun starts
+    "kubeflow_pattern_shm": ["executor=kubeflow", "task=hello", "task.inline=null", "task.script=train.py", "packager=pattern", f"packager.relative_path={KUBEFLOW_PROJECT}", "packager.include_pattern=[train.py, 'src/**/*.py']", "launcher=torchrun", "launcher.nproc_per_node=4", "executor.image=nvcr.io/nvidia/nemo:25.04", "executor.nodes=2", "executor.gpus=8", "executor.shm_size=64g"],
+    # managed job with retries: resources.job_recovery.max_restarts_on_errors
+    "skypilot_managed_retries": ["executor=skypilot", "task=train", "executor.managed=true", "executor.retries=3", "executor.gpus=H100", "executor.gpus_per_node=8", "executor.infra=k8s"],
     "dgxcloud_secret_env": ["executor=dgxcloud", "task=hello", "executor.base_url=https://tenant.example.com/api/v1", "executor.app_id=nemorun-ci", "executor.app_secret_env=DGX_APP_SECRET", "executor.project_name=team-a", "executor.container_image=nvcr.io/nvidia/nemo:25.04", "+executor.env_vars.HF_TOKEN={secret: hf-token, key: token}", "+executor.env_vars.NCCL_DEBUG=INFO"],
+    # packager=pattern on Lepton: the archive travels base64 in the command, unpacked under nemo_run_dir on the mount; gpus_per_node from the shape
+    "lepton_pattern_nemo_run_dir": ["executor=lepton", "task=hello", "task.inline=null", "task.script=train.py", "packager=pattern", f"packager.relative_path={KUBEFLOW_PROJECT}", "packager.include_pattern=[train.py, 'src/**/*.py']", "launcher=torchrun", "executor.resource_shape=gpu.8xh100-80gb", "executor.container_image=nvcr.io/nvidia/nemo:25.04", "executor.node_group_id=ng-abc123", "executor.mounts=[{mount_path: /nemo-workspace}]", "executor.nemo_run_dir=/nemo-workspace/nemo_run", "executor.pre_launch_commands=['pip install -q -r requirements.txt']"],
+    # packager=pattern on DGX Cloud: code unpacked on the PVC by the submitter; workingDir and the function files in the job folder there
+    "dgxcloud_pattern_pvc_function": ["executor=dgxcloud", "task=train", "packager=pattern", f"packager.relative_path={KUBEFLOW_PROJECT}", "packager.include_pattern=[train.py, 'src/**/*.py']", "executor.base_url=https://tenant.example.com/api/v1", "executor.app_id=nemorun-ci", "executor.app_secret_env=DGX_APP_SECRET", "executor.project_name=team-a", "executor.container_image=nvcr.io/nvidia/nemo:25.04", "executor.nodes=2", "executor.gpus_per_node=8", "executor.pvcs=[{claim_name: nemo-pvc, path: /nemo-workspace}]", "executor.pvc_nemo_run_dir=/nemo-workspace/nemo_run"],
 }

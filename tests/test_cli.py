@@ -83,6 +83,7 @@ def test_dry_run_prints_every_artifact_and_submits_nothing(cli_env: dict[str, st
     assert proc.returncode == 0, proc.stderr
     assert "==> launch.sh <==" in proc.stdout and "==> function.yaml <==" in proc.stdout
     assert '"steps": 5' in proc.stdout
-    assert sorted(p.name for p in out_dir.iterdir()) == ["function.yaml", "launch.sh"]
+    assert sorted(p.name for p in out_dir.iterdir()) == ["function.yaml", "launch.sh", "nemorun_entry.py"]
+    assert "==> nemorun_entry.py <== (nemorun's node-side entry point" in proc.stdout
     assert (out_dir / "launch.sh").read_text() in proc.stdout
     assert not (nemorun_home / "experiments").exists()

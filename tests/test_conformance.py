@@ -42,10 +42,11 @@ REQUIRED: dict[str, list[str]] = {
     "slurm": [],
     "docker": ["executor.container_image=python:3.11-slim"],
     "kubeflow": ["executor.image=python:3.11-slim"],
-    "skypilot": [],
+    "skypilot": ["executor.managed=true"],  # SkyPilot restarts on errors in managed jobs only
     "lepton": ["executor.resource_shape=cpu.small", "executor.container_image=python:3.11-slim", "executor.node_group_id=ng-1"],
     "dgxcloud": ["executor.base_url=https://tenant.example.com/api/v1", "executor.app_id=ci", "executor.app_secret_env=DGX_APP_SECRET",
-                 "executor.project_name=team-a", "executor.container_image=python:3.11-slim"],
+                 "executor.project_name=team-a", "executor.container_image=python:3.11-slim",
+                 "executor.pvcs=[{claim_name: nemo-pvc, path: /nemo-workspace}]", "executor.pvc_nemo_run_dir=/nemo-workspace/nemo_run"],
 }  # fmt: skip
 # what each packager needs to pack the test repository
 PACKAGER_OPTIONS: dict[str, list[str]] = {
@@ -128,7 +129,7 @@ def evidence(caps: Capabilities, job: Any, packager: str, launcher: str, kind: s
         assert ev.code, f"{caps.executor} declares packager={packager} but no evidence of shipped code"
         pkg = job.package
         assert pkg.kind == packager and pkg.sha256, f"{caps.executor}: packager={packager} packed nothing"
-        files = len(pkg.files) + (kind == "function")  # a ConfigMap also carries a function task's spec
+        files = len(pkg.files) + 2 * (kind == "function")  # a ConfigMap also carries a function task's spec and entry point
         need += [t.format(sha256=pkg.sha256, archive=pkg.archive, job_dir=job.job_dir, files=files) for t in ev.code]
     if launcher != "none":
         need.append(ev.launchers[launcher])
@@ -171,22 +172,23 @@ def test_matrix(executor: str, groups: dict[tuple[str, str], DictConfig], packag
 
 
 def test_packager_refusal_is_the_same_line_before_packing_and_after_compiling(groups: dict[tuple[str, str], DictConfig], site: Site) -> None:
-    cfg = configure(groups, "skypilot", "git", "none", "inline", 0)
+    cfg = configure(groups, "skypilot", "configmap", "none", "inline", 0)
     with pytest.raises(ConfigError) as before:
         Packages(site).package(cfg)
     with pytest.raises(ConfigError) as after:  # compiled without packing (a caller that skips packaging)
         lower.compile_job(cfg, site)
-    assert str(before.value) == str(after.value) == capabilities.packager_message("skypilot", "git")
+    assert str(before.value) == str(after.value) == capabilities.packager_message("skypilot", "configmap")
     assert str(before.value) == (
-        "packager=git is not supported by executor=skypilot (it ships code with packager=none); "
-        "use executor=local, slurm or docker, or packager=none"
+        "packager=configmap is not supported by executor=skypilot (it ships code with packager=git, packager=pattern, "
+        "packager=hybrid or packager=none); use executor=kubeflow, or packager=none"
     )
 
 
 def test_retries_refusal_names_the_executors_that_retry() -> None:
-    assert capabilities.retries_message("local", 2) == (
-        "executor.retries=2 is not supported by executor=local (no retry mechanism); "
-        "use executor=slurm, docker, dgxcloud or lepton, or retries=0"
+    assert capabilities.retries_message("kubeflow", 2) == (
+        "executor.retries=2 is not supported by executor=kubeflow (a TrainJob's runtimePatches reach only the pod "
+        "template; JobSet failurePolicy and Job backoffLimit are set by the (Cluster)TrainingRuntime); "
+        "use executor=local, slurm, docker, skypilot, dgxcloud or lepton, or retries=0"
     )
 
 
@@ -211,12 +213,11 @@ def test_a_declaration_without_none_is_refused() -> None:
 @pytest.mark.parametrize(
     "args, line",
     [
-        (["task=hello", "executor.retries=2"], "executor.retries=2 is not supported by executor=local"),
         (["task=hello", "executor=kubeflow", "executor.image=x", "executor.retries=1"], "executor.retries=1 is not supported by executor=kubeflow"),
-        (["task=hello", "packager=git", "executor=lepton", *REQUIRED["lepton"]], "packager=git is not supported by executor=lepton"),
+        (["task=hello", "packager=configmap", "executor=lepton", *REQUIRED["lepton"]], "packager=configmap is not supported by executor=lepton"),
         (["task=hello", "executor=docker", *REQUIRED["docker"], "packager=configmap"], "packager=configmap is not supported by executor=docker"),
     ],
-    ids=["local-retries", "kubeflow-retries", "lepton-git", "docker-configmap"],
+    ids=["kubeflow-retries", "lepton-configmap", "docker-configmap"],
 )
 def test_cli_refuses_in_one_line(args: list[str], line: str, repo: Path, cli_env: dict[str, str]) -> None:
     proc = run_cli([*args, "dryrun=true"], env=cli_env, cwd=str(repo))
@@ -226,16 +227,13 @@ def test_cli_refuses_in_one_line(args: list[str], line: str, repo: Path, cli_env
 
 
 def test_cli_refuses_the_packager_before_packing(repo: Path, cli_env: dict[str, str], nemorun_home: Path, tmp_path: Path) -> None:
-    """Uncommitted changes would fail ``packager=git`` while packing: the capability line comes first,
-    and no archive is written."""
-    dirty = tmp_path / "dirty"
-    dirty.mkdir()
-    git(dirty, "init", "-q", "-b", "main")
-    write_files(dirty, {"a.py": "x = 1\n"})
-    git(dirty, "add", "-A")
-    git(dirty, "commit", "-q", "-m", "init")
-    write_files(dirty, {"a.py": "x = 2\n"})
-    proc = run_cli(["task=hello", "executor=skypilot", "packager=git", "dryrun=true"], env=cli_env, cwd=str(dirty))
-    assert proc.returncode == 2 and proc.stderr.startswith("nemorun: error: packager=git is not supported by executor=skypilot"), proc.stderr
+    """A ConfigMap over its 1 MiB limit would fail ``packager=configmap`` while packing: the capability
+    line comes first, and no archive is written."""
+    big = tmp_path / "big"
+    big.mkdir()
+    write_files(big, {"a.py": "x = 1\n" * 400_000})
+    proc = run_cli(["task=hello", "executor=skypilot", "packager=configmap", "packager.include_pattern=*.py", "dryrun=true"],
+                   env=cli_env, cwd=str(big))
+    assert proc.returncode == 2 and proc.stderr.startswith("nemorun: error: packager=configmap is not supported by executor=skypilot"), proc.stderr
     assert proc.stderr.count("\n") == 1
     assert not list(nemorun_home.rglob("*.tar.gz"))

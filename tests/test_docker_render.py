@@ -162,7 +162,7 @@ def test_dry_run_prints_the_kwargs_and_imports_no_docker(cli_env: dict[str, str]
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "False\n"
 
 
-def test_unpack_refuses_paths_escaping_the_code_dir(tmp_path: Path) -> None:
+def test_unpack_refuses_paths_escaping_the_code_dir(tmp_path: Path, nemorun_home: Path) -> None:
     """The submitter unpacks with tarfile's 'data' filter: a path escaping the code dir is refused."""
     from nemorun.errors import SubmitError
     from nemorun.submitters.docker import _unpack_code

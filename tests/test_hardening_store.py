@@ -64,6 +64,7 @@ def test_task_name_traversal_through_the_cli(tmp_path: Path) -> None:
 
 def test_corrupt_catalog_is_rebuilt_once_and_says_so(tmp_path: Path) -> None:
     a, b = _record(tmp_path, "a"), _record(tmp_path, "b")
+    assert _exp(tmp_path, "list").returncode == 0  # the catalog learns the folders
     db = tmp_path / "catalog.db"
     db.write_bytes(db.read_bytes()[:100] + b"garbage" * 50)
     proc = _exp(tmp_path, "list", "--json")

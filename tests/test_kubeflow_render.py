@@ -82,8 +82,11 @@ def test_file_mode_runs_the_packaged_script_from_the_mount() -> None:
 
 def test_function_mode_ships_function_yaml_in_the_configmap() -> None:
     trainjob, configmap = _docs("kubeflow_configmap_function")
-    assert trainjob["spec"]["trainer"]["command"][2].endswith("python -m nemorun.entry /nemorun/code/.nemorun/function.yaml")
-    spec = yaml.safe_load(cmp.files_of(configmap)[".nemorun/function.yaml"])
+    assert trainjob["spec"]["trainer"]["command"][2].endswith(
+        "python /nemorun/code/.nemorun/nemorun_entry.py /nemorun/code/.nemorun/function.yaml")
+    files = cmp.files_of(configmap)
+    assert files[".nemorun/nemorun_entry.py"] == (ROOT / "compiler" / "nemorun" / "entry.py").read_bytes()  # no nemorun in the image
+    spec = yaml.safe_load(files[".nemorun/function.yaml"])
     assert spec == {"target": "nemorun.examples.train.train", "params": {"steps": 20, "lr": 0.1, "seed": 0}}
     assert trainjob["spec"]["runtimeRef"] == {"apiGroup": "trainer.kubeflow.org", "kind": "TrainingRuntime", "name": "my-torch"}
 
@@ -177,7 +180,3 @@ def test_cli_oversize_is_one_line_exit_2(cli_env: dict[str, str], tmp_path: Path
     assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("nemorun: error: ConfigMap ") and "huge.py (1.05 MiB)" in proc.stderr
     assert not (tmp_path / "out").exists()
 
-
-def test_archive_packagers_are_refused() -> None:
-    with pytest.raises(ConfigError, match="packager=pattern is not supported by executor=kubeflow \\(it ships code with packager=configmap or packager=none\\)"):
-        _render([*BASE, "task=hello", "packager=pattern", "packager.include_pattern=*.py"])

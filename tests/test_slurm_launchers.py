@@ -31,9 +31,9 @@ HAS_TORCH = importlib.util.find_spec("torch") is not None
 
 # case -> (launcher program, the task's own words at the end of the launcher command)
 CASES = {
-    "slurm_torchrun_2nodes": ("torchrun", ["-m", "nemorun.entry", f"{PINNED_SITE.home}/experiments/ddp/{PINNED_SITE.experiment_id}/jobs/ddp/function.yaml"]),
+    "slurm_torchrun_2nodes": ("torchrun", [f"{PINNED_SITE.home}/experiments/ddp/{PINNED_SITE.experiment_id}/jobs/ddp/{d}" for d in ("nemorun_entry.py", "function.yaml")]),
     "slurm_ft_2nodes": ("ft_launcher", ["train.py", "--lr", "0.1", "two words"]),
-    "slurm_torchrun_pyxis": ("torchrun", ["-m", "nemorun.entry", f"/lustre/alice/nemorun/train/{PINNED_SITE.experiment_id}/train/function.yaml"]),
+    "slurm_torchrun_pyxis": ("torchrun", [f"/lustre/alice/nemorun/train/{PINNED_SITE.experiment_id}/train/{d}" for d in ("nemorun_entry.py", "function.yaml")]),
 }
 
 SRUN_STUB = """\
@@ -104,7 +104,7 @@ def test_single_node_launcher_is_standalone_and_needs_no_shell() -> None:
     text = render_job(compile_job(cfg, PINNED_SITE)).artifacts["sbatch.sh"]
     assert "head_node" not in text and "bash -c" not in text
     assert "  --ntasks=1 \\\n  --ntasks-per-node=1 \\\n" in text
-    assert "  torchrun --standalone --nnodes 1 --nproc-per-node 2 -m nemorun.entry " in text
+    assert "  torchrun --standalone --nnodes 1 --nproc-per-node 2 /home/user/.run/experiments/ddp/" in text
 
 
 def test_launcher_none_keeps_the_allocation_tasks() -> None:

@@ -79,7 +79,7 @@ def test_dispatch_reads_the_declaration(tmp_path: Path) -> None:
     with pytest.raises(LookupError, match="no array tasks"):
         submitters.array_task_handle(Handle("docker", "x", {}), 0)
     with pytest.raises(LookupError, match="cannot find"):
-        submitters.find(_compile(["executor=docker", "task=hello", "executor.container_image=x"], tmp_path))
+        submitters.find(_compile(["executor=skypilot", "task=hello"], tmp_path))
     assert submitters.submitter_module is submitters.submitter
 
 

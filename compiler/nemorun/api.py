@@ -129,7 +129,8 @@ class Experiment:
         self.status(job)
         return done
 
-    def rerun(self, overrides: Sequence[str] = (), *, resume: bool = False, out: TextIO = sys.stdout) -> Optional["Experiment"]:
+    def rerun(self, overrides: Sequence[str] = (), *, resume: bool = False, fresh_code: bool = False,
+              out: TextIO = sys.stdout) -> Optional["Experiment"]:
         """A new experiment from this one's STORED config (config.yaml, not the config files,
         which may have changed since), its overrides, then ``overrides`` (later ones win).
         Values only: a config-group selection (``executor=slurm``) needs a new launch.
@@ -137,11 +138,14 @@ class Experiment:
         ``resume=True`` instead completes THIS experiment: the jobs are planned again with its
         id and submit directory, checked to render exactly as recorded, and only the jobs not
         yet on the backend are submitted.
+
+        A rerun ships the code this experiment ran (its recorded archive, checked by digest);
+        ``fresh_code=True`` packs the current working tree instead.
         """
         if resume:
             launching.resume(self.record, out=out)
             return Experiment(self.path)
-        path = launching.record_path(launching.rerun(self.record, overrides, out=out))
+        path = launching.record_path(launching.rerun(self.record, overrides, fresh_code=fresh_code, out=out))
         return Experiment(path) if path is not None else None
 
 

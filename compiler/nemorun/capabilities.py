@@ -39,8 +39,8 @@ class Evidence:
     code: tuple[str, ...] = ()
     # launcher kind -> the program that shows it runs
     launchers: Mapping[str, str] = field(default_factory=lambda: {"torchrun": "torchrun", "ft": "ft_launcher"})
-    # a function task runs through nemorun's entry point
-    function: str = "nemorun.entry"
+    # a function task runs through the entry point shipped with it
+    function: str = "nemorun_entry.py"
 
 
 @dataclass(frozen=True)
@@ -62,9 +62,15 @@ class Capabilities:
     native_dependencies: bool = False
     # env_vars may reference the platform's secrets (matches the schema's secret_env_vars)
     secret_store: bool = False
+    # how an archive packager's code travels when the artifact itself carries it (packaging reads
+    # it before compiling, so a render stays pure): "files" (each file, e.g. in a ConfigMap),
+    # "bytes" (the archive, e.g. base64 in the job's command); None: the submitter places it
+    code_in_artifact: Optional[str] = None
     evidence: Evidence = field(default_factory=Evidence)
 
     def __post_init__(self) -> None:
+        if self.code_in_artifact not in (None, "files", "bytes"):
+            raise ValueError(f"{self.executor}: code_in_artifact is None, 'files' or 'bytes'")
         if "none" not in self.packagers:
             raise ValueError(f"{self.executor}: every target runs with packager=none")
 
@@ -133,3 +139,15 @@ def check(job: "Job") -> None:
         raise ConfigError(f"executor={kind} cannot run a sweep as one array job")
     if job.dependencies and not caps.native_dependencies:
         raise ConfigError(f"executor={kind} has no native job dependencies; nemorun waits for upstream jobs instead")
+
+
+def markdown_table() -> str:
+    """The README's table of what each executor honours, generated from the declarations
+    (``tests/test_readme.py`` keeps the README's copy equal to it)."""
+    rows = ["| `executor=` | packagers | retries | sweep as one array | native dependencies | secret references |",
+            "|---|---|---|---|---|---|"]
+    for caps in _known():
+        rows.append(f"| `{caps.executor}` | {', '.join(caps.packagers)} | {caps.retries or 'refused: ' + caps.no_retries_why} "
+                    f"| {'yes' if caps.arrays else 'no'} | {'yes' if caps.native_dependencies else 'no (nemorun waits)'} "
+                    f"| {'yes' if caps.secret_store else 'no'} |")
+    return "\n".join(rows) + "\n"

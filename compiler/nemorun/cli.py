@@ -106,10 +106,22 @@ def main(argv: Optional[list[str]] = None) -> None:
         raise
     except KeyboardInterrupt:
         fail(130, "interrupted")
+    except BrokenPipeError:  # the reader left (`| head`) while a waited job streamed: it runs on
+        _stdout_gone()
     except BaseException as exc:  # noqa: BLE001 - the last line of defence: one line, no traceback
         if debug:
             raise
         code, message = describe_error(exc)
         fail(code, message)
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _stdout_gone()
     if _result_code:
         sys.exit(_result_code)
+
+
+def _stdout_gone() -> None:
+    """Point stdout at /dev/null so Python's own flush at exit does not print a traceback."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())

@@ -6,17 +6,26 @@ differ only in how they place it (a line in launch.sh, an srun step, a container
 from __future__ import annotations
 
 import json
-from typing import Any, Mapping
+import posixpath
+from pathlib import Path
+from typing import Any, Mapping, Optional
 
+from nemorun import entry
 from nemorun.ir import Job, Task
 from nemorun.render import shquote
 
 FUNCTION_SPEC = "function.yaml"
+# The node-side entry point ships WITH every function task, next to its function.yaml, so any
+# image with a Python 3.9+ interpreter runs one: nemorun need not be installed where the job runs.
+ENTRY_FILE = "nemorun_entry.py"
+# read once at import (a render must not touch the disk); standard library only by design
+ENTRY_SOURCE = Path(entry.__file__).read_text(encoding="utf-8")
 
 
-def task_argv(job: Job, function_spec: str, shell: str = "bash") -> list[str]:
-    """argv of the task itself. ``function_spec`` is where ``function.yaml`` is on the target;
-    ``shell`` runs inline tasks and non-Python scripts (images without bash use ``sh``)."""
+def task_argv(job: Job, function_spec: str, shell: str = "bash", entry_path: Optional[str] = None) -> list[str]:
+    """argv of the task itself. ``function_spec`` is where ``function.yaml`` is on the target and
+    ``entry_path`` where the shipped entry point is (default: next to the spec); ``shell`` runs
+    inline tasks and non-Python scripts (images without bash use ``sh``)."""
     task = job.task
     if task.kind == "inline":
         return [shell, "-c", str(task.inline)]
@@ -24,7 +33,7 @@ def task_argv(job: Job, function_spec: str, shell: str = "bash") -> list[str]:
         script = str(task.script)
         runner = job.python if script.endswith(".py") else shell
         return [runner, script, *task.args]
-    return [job.python, "-m", "nemorun.entry", function_spec]
+    return [job.python, entry_path or posixpath.join(posixpath.dirname(function_spec), ENTRY_FILE), function_spec]
 
 
 def function_spec_text(task: Task) -> str:
@@ -41,14 +50,20 @@ def function_artifacts(job: Job) -> dict[str, str]:
     """Extra artifacts a function task ships next to the target's main artifact."""
     if job.task.kind != "function":
         return {}
-    return {FUNCTION_SPEC: function_spec_text(job.task)}
+    return {FUNCTION_SPEC: function_spec_text(job.task), ENTRY_FILE: ENTRY_SOURCE}
 
 
 # Where remote targets that ship no files (skypilot, lepton) write a function task's spec on the node.
 REMOTE_FUNCTION_SPEC = "/tmp/nemorun-function.yaml"
+REMOTE_ENTRY = posixpath.join(posixpath.dirname(REMOTE_FUNCTION_SPEC), ENTRY_FILE)
 
 
-def write_function_spec_line(task: Task, path: str = REMOTE_FUNCTION_SPEC) -> str:
-    """A shell line that writes ``function.yaml`` on the node, for targets whose command is the
-    only thing that reaches it (an API body, a task YAML without file mounts)."""
-    return f"printf '%s' {shquote(function_spec_text(task))} > {shquote(path)}"
+def write_entry_line(path: str = REMOTE_ENTRY) -> str:
+    """A shell line that writes the entry point on the node (targets that ship no files)."""
+    return f"printf '%s' {shquote(ENTRY_SOURCE)} > {shquote(path)}"
+
+
+def write_function_spec_lines(task: Task, path: str = REMOTE_FUNCTION_SPEC) -> list[str]:
+    """Shell lines that write ``function.yaml`` and the entry point on the node, for targets whose
+    command is the only thing that reaches it (an API body, a task YAML without file mounts)."""
+    return [f"printf '%s' {shquote(function_spec_text(task))} > {shquote(path)}", write_entry_line()]

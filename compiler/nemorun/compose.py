@@ -122,9 +122,45 @@ def is_sweep(overrides: Sequence[str]) -> bool:
     return any(o.is_sweep_override() for o in parse_overrides(overrides))
 
 
+# a sweep larger than this is refused before it is expanded (hydra.sweeper.max_jobs=N changes it)
+MAX_SWEEP_JOBS = 100_000
+MAX_JOBS_KEY = "hydra.sweeper.max_jobs"
+
+
+def sweep_size(parsed: Sequence[Any]) -> int:
+    """How many jobs a grid sweep makes, computed without expanding it (``range(0,10**8)`` is
+    one number, not a list)."""
+    import math
+
+    from hydra.core.override_parser.types import ChoiceSweep, RangeSweep
+
+    size = 1
+    for ov in parsed:
+        if not ov.is_sweep_override():
+            continue
+        value = ov.value()
+        if isinstance(value, RangeSweep):
+            start, stop, step = value.start, value.stop, value.step
+            size *= max(0, math.ceil((stop - start) / step)) if step else 0
+        elif isinstance(value, ChoiceSweep):
+            size *= len(value.list)
+    return size
+
+
+def check_sweep_size(parsed: Sequence[Any], limit: int = MAX_SWEEP_JOBS) -> None:
+    size = sweep_size(parsed)
+    if size > limit:
+        raise ConfigError(f"the sweep makes {size:,} jobs, more than {MAX_JOBS_KEY}={limit}; narrow it, or raise the limit "
+                          f"with {MAX_JOBS_KEY}=N")
+
+
 def sweep_batch(overrides: Sequence[str]) -> list[list[str]]:
-    """The job override lists of a grid sweep (a plain override list gives one job)."""
-    return hydra_compat.split_sweep(parse_overrides(overrides))
+    """The job override lists of a grid sweep (a plain override list gives one job), refused
+    before expanding when it is larger than ``hydra.sweeper.max_jobs``."""
+    parsed = parse_overrides(overrides)
+    limits = [int(o.value()) for o in parsed if str(o.key_or_group) == MAX_JOBS_KEY and not o.is_sweep_override()]
+    check_sweep_size(parsed, limits[-1] if limits else MAX_SWEEP_JOBS)
+    return hydra_compat.split_sweep(parsed)
 
 
 class ValueTable:
@@ -308,12 +344,22 @@ def describe_error(exc: BaseException) -> tuple[int, str]:
     from hydra.errors import HydraException, MissingConfigException
     from omegaconf.errors import OmegaConfBaseException
 
+    from hydra.errors import OverrideParseException
+
     if isinstance(exc, Described):
         return exc.code, str(exc)
     if isinstance(exc, NemorunError):
         return exc.exit_code, one_line(str(exc))
+    if isinstance(exc, OverrideParseException) and "=" in str(exc.override or ""):
+        return 2, unparsable_override(str(exc.override))
     if isinstance(exc, MissingConfigException):
         text = str(exc)
+        empty = re.search(r"Could not find '([^']+)/'", text)
+        if empty:
+            group = empty.group(1)
+            options = [o for o in (_available_options(group) or re.findall(r"^\t(\S+)$", text, flags=re.M)) if not o.startswith("_")]
+            example = f" (e.g. {group}={options[0]})" if options else ""
+            return 2, f"{group}= picks no option; choose one of: {', '.join(options) or '(none)'}{example}"
         m = re.search(r"Could not find '([^']+)/([^'/]+)'", text)
         if m:
             group, option = m.group(1), m.group(2)
@@ -338,6 +384,29 @@ def described() -> Iterator[None]:
         raise
     except Exception as exc:
         raise as_nemorun_error(exc) from exc
+
+
+def quoted_form(override: str) -> str:
+    """The override with its value quoted for Hydra's grammar, as a shell argument that works:
+    ``k=a#b`` -> ``'k="a#b"'``, ``k=[--mpi=pmix,x]`` -> ``'k=["--mpi=pmix","x"]'``."""
+    key, _, value = override.partition("=")
+
+    def quote(text: str) -> str:
+        return '"' + text.strip().replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+    if value.startswith("[") and value.endswith("]"):
+        inner = value[1:-1]
+        quoted = f"[{','.join(quote(v) for v in inner.split(','))}]" if inner.strip() else "[]"
+    else:
+        quoted = quote(value)
+    text = f"{key}={quoted}"
+    return "'" + text.replace("'", "'\\''") + "'"
+
+
+def unparsable_override(override: str) -> str:
+    """One line for an override Hydra's lexer cannot read: which one, why, and the form that works."""
+    return (f"cannot parse the override {override!r}: characters such as # ; [ ] = spaces or non-ASCII letters in a "
+            f"value need quotes; write it as {quoted_form(override)}")
 
 
 def as_nemorun_error(exc: BaseException) -> NemorunError:

@@ -23,8 +23,11 @@ Kubernetes itself lays the files out as they were under ``base_path``.
 from __future__ import annotations
 
 import base64
+import io
 import os
+import posixpath
 import re
+import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
@@ -115,6 +118,38 @@ def collect(cfg: Any, base_dir: str) -> dict[str, bytes]:
         for path in sorted(root.rglob(pattern)):
             if path.is_file() and path.resolve().is_relative_to(base):
                 files[path.resolve().relative_to(base).as_posix()] = path.read_bytes()
+    return dict(sorted(files.items()))
+
+
+# a chain of links longer than this is a loop (Linux's own limit)
+_MAX_LINKS = 40
+
+
+def archive_files(archive: str) -> dict[str, bytes]:
+    """Relative POSIX path -> content of the files of a packager's tar.gz (``nemorun.packaging``).
+
+    A ConfigMap holds files only: a symbolic link to a file of the archive becomes a copy of that
+    file; one pointing elsewhere (outside, to a folder, a loop) is refused, as the pod could not
+    follow it. Size is not checked here (see :func:`check_size`)."""
+    try:
+        with tarfile.open(archive, mode="r:gz") as tar:
+            members = tar.getmembers()
+            files = {m.name: (tar.extractfile(m) or io.BytesIO()).read() for m in members if m.isfile()}
+            links = {m.name: m.linkname for m in members if m.issym()}
+    except (OSError, tarfile.TarError) as exc:
+        raise ConfigError(f"cannot read the code archive {archive}: {exc}") from None
+    for name in links:
+        path = name
+        for _ in range(_MAX_LINKS):
+            if path not in links:
+                break
+            path = posixpath.normpath(posixpath.join(posixpath.dirname(path), links[path]))
+        if path not in files:
+            raise ConfigError(
+                f"packaged file {name} is a symbolic link to {links[name]}, which is not a file of the package; "
+                "a ConfigMap cannot hold it (exclude it from the packager or replace it with the file)"
+            )
+        files[name] = files[path]
     return dict(sorted(files.items()))
 
 

@@ -1,4 +1,4 @@
-"""Node-side entry point of function tasks: ``python -m nemorun.entry function.yaml``.
+"""Node-side entry point of function tasks: ``python nemorun_entry.py function.yaml``.
 
 It imports ``target`` and calls it with ``params`` as keyword arguments. Standard library only
 (the spec is JSON-compatible YAML), so it runs inside containers that have nothing but Python
@@ -30,7 +30,7 @@ def load_target(path: str) -> Callable[..., Any]:
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
-        print("usage: python -m nemorun.entry function.yaml", file=sys.stderr)
+        print("usage: python nemorun_entry.py function.yaml", file=sys.stderr)
         return 2
     with open(args[0], encoding="utf-8") as f:
         spec = json.load(f)

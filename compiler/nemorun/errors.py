@@ -2,12 +2,24 @@
 
 Exit status: 2 for anything wrong with what the user asked (config, rendered artifact that
 fails validation), 1 for the outside world refusing it (backend unreachable, submission rejected).
+
+Every message is scrubbed of the secrets this process holds (:mod:`nemorun.secrets`): a service
+that echoes a credential into an error body cannot get it onto stderr or into a record.
 """
 from __future__ import annotations
+
+from nemorun import secrets
 
 
 class NemorunError(Exception):
     exit_code = 1
+
+    def __init__(self, *args: object) -> None:
+        # scrubbed here too, not only in __str__: args reach repr(), pickles and logging
+        super().__init__(*(secrets.scrub(a) if isinstance(a, str) else a for a in args))
+
+    def __str__(self) -> str:
+        return secrets.scrub(super().__str__())
 
 
 class ConfigError(NemorunError):
@@ -42,6 +54,7 @@ class DamagedRecordError(StoreError):
 
 
 def one_line(text: str) -> str:
-    """Collapse a multi-line message into one line (messages from Hydra, Slurm, APIs)."""
+    """Collapse a multi-line message into one line (messages from Hydra, Slurm, APIs), scrubbed of
+    registered secrets: every message bound for a user or a record passes through here."""
     parts = [p.strip() for p in str(text).splitlines() if p.strip()]
-    return "; ".join(parts)
+    return secrets.scrub("; ".join(parts))

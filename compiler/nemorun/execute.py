@@ -25,6 +25,7 @@ Fault points for the crash tests: ``NEMORUN_FAULT=<point>`` kills this process w
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import signal
 import sys
@@ -34,6 +35,7 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence, TextIO
 
 from nemorun import capabilities, catalog, submitters, tracking
+from nemorun.command import ENTRY_FILE, ENTRY_SOURCE
 from nemorun.errors import ConfigError, NemorunError, SubmitError, one_line
 from nemorun.plan import ExperimentPlan, PlannedJob, render_job
 from nemorun.states import AppState, Handle
@@ -61,8 +63,32 @@ class Outcome:
         return [(n, c) for n, c in self.exit_codes.items() if c != 0]
 
 
+class _Output:
+    """Where progress lines go. A reader that goes away (``nemorun -m ... | head -1``) must not
+    stop a submission half way: once the pipe is closed, output is dropped and the work goes on
+    (the record, not the terminal, is what keeps track of the jobs)."""
+
+    def __init__(self, out: TextIO):
+        self._out, self.closed = out, False
+
+    def _guard(self, action: Callable[[], object]) -> None:
+        if self.closed:
+            return
+        try:
+            action()
+        except (BrokenPipeError, ValueError):  # ValueError: the stream object itself was closed
+            self.closed = True
+
+    def write(self, text: str) -> None:
+        self._guard(lambda: self._out.write(text))
+
+    def flush(self) -> None:
+        self._guard(self._out.flush)
+
+
 def execute(plan: ExperimentPlan, out: TextIO = sys.stdout, *, resume: Optional[ExperimentRecord] = None) -> Outcome:
     """Carry out ``plan``; with ``resume``, complete that record's experiment instead of a new one."""
+    out = _Output(out)  # type: ignore[assignment]
     if plan.render_dir and resume is None:
         write_render_dir(plan, plan.render_dir)
     if plan.dryrun and resume is None:
@@ -103,10 +129,16 @@ def raise_if_failed(outcome: Outcome, shown: int = 10) -> None:
 
 
 def format_artifacts(planned: Sequence[PlannedJob]) -> str:
+    """Every artifact in full, except the shipped entry point: nemorun's own ``entry.py``, the same
+    bytes for every job (named here with its digest; ``render_dir`` gets the file itself)."""
     out: list[str] = []
     for p in planned:
         out.append(f"# job {p.name} ({p.target}); submit: {p.rendered.submit_command}\n")
         for name, text in p.rendered.artifacts.items():
+            if name == ENTRY_FILE and text == ENTRY_SOURCE:
+                digest = hashlib.sha256(text.encode()).hexdigest()[:12]
+                out.append(f"==> {name} <== (nemorun's node-side entry point, {len(text)} bytes, sha256 {digest}...)\n")
+                continue
             out.append(f"==> {name} <==\n")
             out.append(text if text.endswith("\n") else text + "\n")
     return "".join(out)
@@ -320,10 +352,35 @@ def _send(record: ExperimentRecord, rec: JobRecord, p: PlannedJob, index: int) -
     return handle
 
 
-def _failed(record: ExperimentRecord, rec: JobRecord, exc: BaseException) -> None:
+def _failed(record: ExperimentRecord, rec: JobRecord, exc: BaseException, refresh: bool = True) -> None:
     rec.phase, rec.error, rec.state = "failed-to-submit", one_line(str(exc)), AppState.FAILED.value
     record.save_job(rec)
-    catalog.refresh(record.path.parent.parent.parent, record)  # `exp list` must not say UNSUBMITTED
+    if refresh:
+        catalog.refresh(record.path.parent.parent.parent, record)  # `exp list` must not say UNSUBMITTED
+
+
+def _adopt(record: ExperimentRecord, rec: JobRecord, p: PlannedJob, out: TextIO) -> bool:
+    """A job whose submission a crash left in doubt: True (recorded as submitted) when the
+    backend finds it, so it is never sent twice; False when it surely does not exist, or when
+    the backend cannot look (then it is sent again, with a warning). A backend that can look
+    but cannot be reached stops the resume: guessing could start a second copy."""
+    what = "array" if p.job.array_tasks else "job"
+    try:
+        found = submitters.find(p.job)
+    except LookupError:
+        out.write(f"  warning: {what} {p.name} may already exist on {p.target} (launch died while submitting it); "
+                  "submitting again\n")
+        return False
+    except NemorunError as exc:
+        raise SubmitError(f"{what} {p.name}: cannot tell whether the launch that died submitted it, so it is not "
+                          f"submitted again: {one_line(str(exc))} (retry: nemorun exp rerun {record.id} --resume)") from exc
+    if found is None:
+        return False
+    rec.phase, rec.handle, rec.state = "submitted", found.to_dict(), AppState.SUBMITTED.value
+    rec.submitted_at = rec.attempted_at
+    record.save_job(rec)
+    out.write(f"  {what} {p.name}: found on {p.target} as {found.id} (submitted before the launch died)\n")
+    return True
 
 
 def _submit_jobs(record: ExperimentRecord, jobs: Sequence[PlannedJob], out: TextIO, *, quiet: bool) -> None:
@@ -336,18 +393,9 @@ def _submit_jobs(record: ExperimentRecord, jobs: Sequence[PlannedJob], out: Text
             if rec.phase == "submitted" or rec.state == AppState.CANCELLED.value:
                 advance()
                 continue
-            if rec.in_doubt:
-                try:
-                    found = submitters.find(p.job)
-                except LookupError:
-                    found = None
-                    out.write(f"  warning: job {p.name} may already exist on {p.target} (launch died while submitting it); "
-                              "submitting again\n")
-                if found is not None:
-                    rec.phase, rec.handle, rec.state = "submitted", found.to_dict(), AppState.SUBMITTED.value
-                    record.save_job(rec)
-                    advance()
-                    continue
+            if rec.in_doubt and _adopt(record, rec, p, out):
+                advance()
+                continue
             if p.depends_on and not capabilities.of(p.target).native_dependencies:
                 reason = _wait_upstream(record, p)
                 rec = record.job(p.name)  # a cancel may have landed while waiting
@@ -381,13 +429,13 @@ def _submit_array(record: ExperimentRecord, array: PlannedJob, out: TextIO) -> N
     rec = record.job(array.name)
     try:
         if rec.phase != "submitted":
-            if rec.in_doubt:
-                out.write(f"  warning: array {array.name} may already exist on {array.target} (launch died while "
-                          "submitting it); submitting again\n")
-            try:
-                _send(record, rec, array, 0)
-            except NemorunError as exc:
-                raise SubmitError(f"array {array.name} was not submitted: {one_line(str(exc))}") from exc
+            if not (rec.in_doubt and _adopt(record, rec, array, out)):
+                try:
+                    _send(record, rec, array, 0)
+                except NemorunError as exc:
+                    for task in rec.array_of:  # `exp status` lists the tasks: each says why it did not run
+                        _failed(record, record.job(task), exc, refresh=False)
+                    raise SubmitError(f"array {array.name} was not submitted: {one_line(str(exc))} (record: {record.path})") from exc
             rec = record.job(array.name)
         handle = rec.handle_obj()
         assert handle is not None

@@ -38,6 +38,8 @@ def _parser() -> argparse.ArgumentParser:
     rr.add_argument("id", metavar="ID")
     rr.add_argument("overrides", nargs="*", metavar="OVERRIDE")
     rr.add_argument("--resume", action="store_true", help="submit only this experiment's jobs not yet submitted")
+    rr.add_argument("--fresh-code", action="store_true",
+                    help="pack the current working tree (default: ship the code the experiment ran, by its recorded digest)")
     for c in (ls, *[sub.choices[n] for n in ("show", "status", "cancel", "rerun")]):
         c.add_argument("--json", action="store_true", help="machine-readable output")
     return p
@@ -165,7 +167,9 @@ def _cmd_rerun(args: argparse.Namespace) -> int:
     exp = Experiment.load(args.id)
     if args.resume and args.overrides:
         raise ConfigError("--resume completes the same experiment: it takes no overrides")
-    new = exp.rerun(args.overrides, resume=args.resume, out=sys.stderr if args.json else sys.stdout)
+    if args.resume and args.fresh_code:
+        raise ConfigError("--resume completes the same experiment with its own code: it takes no --fresh-code")
+    new = exp.rerun(args.overrides, resume=args.resume, fresh_code=args.fresh_code, out=sys.stderr if args.json else sys.stdout)
     if args.json:
         _dump({"id": new.id if new else None, "path": str(new.path) if new else None})
     return 0

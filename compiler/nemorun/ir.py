@@ -147,6 +147,9 @@ class Package:
     # packagers whose files go into an artifact (configmap): (relative POSIX path, content)
     # pairs, sorted by path, read at packaging time so a render never touches the disk
     files: tuple[tuple[str, bytes], ...] = ()
+    # the archive's bytes, for targets whose job body carries the code itself (a target module
+    # declaring ``code_in_artifact="bytes"``: Lepton); read at packaging time so a render stays pure
+    archive_data: Optional[bytes] = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)

@@ -56,9 +56,13 @@ def launch_composed(cfg: DictConfig, overrides: Sequence[str], *, out: TextIO = 
     return _finish(execute(the_plan, out))
 
 
-def rerun(record: ExperimentRecord, overrides: Sequence[str], *, out: TextIO = sys.stdout) -> Outcome:
+def rerun(record: ExperimentRecord, overrides: Sequence[str], *, fresh_code: bool = False,
+          out: TextIO = sys.stdout) -> Outcome:
     """A new experiment from ``record``'s STORED config (``config.yaml``), its overrides, then
-    ``overrides`` (later ones win). Values only: a group selection needs a new launch."""
+    ``overrides`` (later ones win). Values only: a group selection needs a new launch.
+
+    The code is the code ``record`` ran (its recorded archives, checked by digest), not the
+    working tree as it is now, unless ``fresh_code``."""
     meta = record.meta
     stored, multirun = list(meta.get("overrides", [])), bool(meta.get("multirun"))
     combined = [*stored, *overrides]
@@ -68,7 +72,9 @@ def rerun(record: ExperimentRecord, overrides: Sequence[str], *, out: TextIO = s
         first_stored = compose.sweep_batch(stored)[0] if multirun else stored
         composer = compose.SnapshotComposer(compose.snapshot(record.path / "config.yaml"), first_stored, loader)
         batch = compose.sweep_batch(combined) if multirun else [combined]
-        the_plan = plan(batch, composer, default_site(), command_overrides=combined, multirun=multirun,
+        site = default_site()
+        packages = Packages(site, code_from=None if fresh_code else record.path)
+        the_plan = plan(batch, composer, site, command_overrides=combined, multirun=multirun, packages=packages,
                         max_parallel=_max_parallel(combined) if multirun else None)
     return _finish(execute(the_plan, out))
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
+import re
 import sys
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Mapping, Optional, Union
@@ -122,7 +123,7 @@ def secret_fields_as_references(node: DictConfig) -> DictConfig:
     kind = OmegaConf.get_type(node)
     if kind is None or not dataclasses.is_dataclass(kind):
         return node
-    names = [f.name for f in dataclasses.fields(kind) if f.metadata.get("secret")]
+    names = [f.name for f in dataclasses.fields(kind) if f.metadata.get("secret") is True]
     raw = OmegaConf.to_container(node, resolve=False)
     if not names or not isinstance(raw, dict):
         return node
@@ -132,6 +133,168 @@ def secret_fields_as_references(node: DictConfig) -> DictConfig:
         if isinstance(value, str):
             node[name] = value.replace("${", "\\${")
     return node
+
+
+# -- no secret interpolated into anything that is rendered ---------------------------------
+#
+# Field metadata ``secret``: ``True`` (the field's value is a secret: an interpolation resolved at
+# submission only), ``"env"`` (the field names an environment variable holding a secret) or
+# ``"file"`` (the field names a file holding one). Any of them makes the field a secret source.
+
+_OC_ENV_ARG = re.compile(r"""^\s*['"]?([A-Za-z_][A-Za-z0-9_]*)""")
+_KEY = re.compile(r"^\s*(\.*[A-Za-z0-9_\-\[\]]+(?:\.[A-Za-z0-9_\-\[\]]+)*)\s*$")
+_RESOLVER = re.compile(r"^\s*([A-Za-z_][\w.]*)\s*:(.*)$", re.S)
+
+
+def _parts(path: str) -> tuple[str, ...]:
+    """``a.b[0].c`` and ``a.b.0.c`` alike, as OmegaConf treats them."""
+    return tuple(p for p in path.replace("[", ".").replace("]", "").split(".") if p)
+
+
+def _interpolation_bodies(text: str) -> Iterator[str]:
+    """The text inside every ``${...}`` of ``text``, nested ones included (escaped ``\\${`` is not
+    an interpolation)."""
+    starts: list[int] = []
+    i = 0
+    while i < len(text):
+        if text.startswith("\\${", i):
+            i += 3
+            continue
+        if text.startswith("${", i):
+            starts.append(i + 2)
+            i += 2
+            continue
+        if text[i] == "}" and starts:
+            yield text[starts.pop():i]
+        i += 1
+
+
+@dataclass(frozen=True)
+class _Refs:
+    """What one string value reads when resolved: config nodes (absolute parts) and env vars."""
+
+    nodes: tuple[tuple[str, ...], ...]
+    env: tuple[str, ...]
+
+
+def _refs(text: str, at: tuple[str, ...]) -> _Refs:
+    """The nodes and environment variables the interpolations in ``text`` (the value at path
+    ``at``) read: ``${key}``, ``${.rel}``, ``${oc.select:key,...}``, ``${oc.env:VAR}``; the
+    arguments of any other resolver are read through their own nested ``${...}``."""
+    nodes: list[tuple[str, ...]] = []
+    env: list[str] = []
+
+    def key(text: str) -> None:
+        dots = len(text) - len(text.lstrip("."))
+        base = at[: len(at) - dots] if dots else ()
+        nodes.append(base + _parts(text[dots:]))
+
+    for body in _interpolation_bodies(text):
+        resolver = _RESOLVER.match(body)
+        if resolver is None:
+            if _KEY.match(body):
+                key(body.strip())
+            continue
+        name, args = resolver.group(1), resolver.group(2)
+        first = _OC_ENV_ARG.match(args) if "${" not in args.split(",")[0] else None
+        if name == "oc.env" and first:
+            env.append(first.group(1))
+        elif name == "oc.select":
+            selected = _KEY.match(args.split(",")[0].strip().strip("'\""))
+            if selected:
+                key(selected.group(1))
+    return _Refs(tuple(nodes), tuple(env))
+
+
+def _leaves(value: Any, at: tuple[str, ...]) -> Iterator[tuple[tuple[str, ...], Any]]:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield from _leaves(v, at + (str(k),))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _leaves(v, at + (str(i),))
+    else:
+        yield at, value
+
+
+def _lookup(raw: Any, parts: tuple[str, ...]) -> Any:
+    for part in parts:
+        if isinstance(raw, dict) and part in raw:
+            raw = raw[part]
+        elif isinstance(raw, list) and part.isdigit() and int(part) < len(raw):
+            raw = raw[int(part)]
+        else:
+            return None
+    return raw
+
+
+def _secret_sources(cfg: DictConfig, raw: Any) -> tuple[dict[tuple[str, ...], str], dict[str, str]]:
+    """The secret source fields of ``cfg`` (path → how a message names it) and the environment
+    variables that hold a secret (variable → the field that reads or names it)."""
+    fields: dict[tuple[str, ...], str] = {}
+    env: dict[str, str] = {}
+    for path, _node, kind in _dataclass_nodes(cfg):
+        for f in dataclasses.fields(kind):
+            how = f.metadata.get("secret")
+            if not how:
+                continue
+            at = _parts(path) + (f.name,)
+            dotted = ".".join(at)
+            fields[at] = f"the secret {dotted}" if how is True else f"{dotted}, which names where a secret is"
+            value = _lookup(raw, at)
+            if not isinstance(value, str):
+                continue
+            if how == "env" and "${" not in value:
+                env[value] = dotted
+            for var in _refs(value, at).env:
+                env.setdefault(var, dotted)
+    return fields, env
+
+
+def check_secret_interpolations(cfg: DictConfig) -> None:
+    """Refuse any config value (an env var above all) whose interpolation reads a secret.
+
+    Why: a secret field is kept unresolved until submission (:func:`secret_fields_as_references`),
+    but ``TOKEN=${executor.app_secret}`` — or an indirection through another key, or
+    ``${oc.env:VAR}`` of the variable the secret field reads — would resolve the value into the
+    IR, the rendered artifact and the record. Read on the UNRESOLVED config, so nothing is resolved
+    to find out, and followed through every node an interpolation reads.
+    """
+    raw = OmegaConf.to_container(cfg, resolve=False)
+    if not isinstance(raw, dict):
+        return
+    secret_fields, secret_env = _secret_sources(cfg, raw)
+    if not secret_fields:
+        return
+
+    def reached(at: tuple[str, ...], value: Any, seen: set[tuple[str, ...]]) -> Optional[str]:
+        """The secret ``value`` (at ``at``) reads, directly or through the nodes it reads."""
+        for path, leaf in _leaves(value, at):
+            if not (isinstance(leaf, str) and "${" in leaf):
+                continue
+            refs = _refs(leaf, path)
+            for var in refs.env:
+                if var in secret_env:
+                    return f"${{oc.env:{var}}}, the variable holding the secret of {secret_env[var]}"
+            for node in refs.nodes:
+                hit = next((name for p, name in secret_fields.items() if p[: len(node)] == node), None)
+                if hit is None and node not in seen:
+                    seen.add(node)
+                    hit = reached(node, _lookup(raw, node), seen)
+                if hit:
+                    return hit
+        return None
+
+    for at, leaf in _leaves({k: v for k, v in raw.items() if k != "hydra"}, ()):
+        if at in secret_fields or not (isinstance(leaf, str) and "${" in leaf):
+            continue
+        found = reached(at, leaf, {at})
+        if found:
+            raise ConfigError(
+                f"{'.'.join(at)} interpolates {found}: a secret is resolved at submission only, never into "
+                "an artifact or the record; give the job a secret reference ({secret: <name>, ...} in "
+                "executor.env_vars) instead"
+            )
 
 
 _REF_FIELD_FORMS = {"secret": "secret: <secret name>", "key": "key: <key in the secret>"}
@@ -262,7 +425,7 @@ def experiment_name(cfg: DictConfig) -> str:
     name = cfg.get("name") or (cfg.task.name if cfg.get("task") is not None else None)
     if not name:
         raise ConfigError("no experiment name: set name=... or pick a task with task=<name>")
-    return _checked_name("name", str(name))
+    return _checked_name("name" if cfg.get("name") else "task: name", str(name))
 
 
 def check_config(cfg: DictConfig) -> None:
@@ -396,6 +559,7 @@ def compile_job(
 
     Ends with the target's capability check, so an option the target would accept and then
     ignore is refused here, on every path that compiles a job."""
+    check_secret_interpolations(cfg)
     task = task_of(cfg)
     executor = _to_object(secret_fields_as_references(cfg.executor), "executor")
     launcher_cfg = _to_object(cfg.launcher, "launcher")

@@ -38,6 +38,7 @@ from omegaconf.errors import OmegaConfBaseException
 from nemorun import configmap_packaging as cmp
 from nemorun import ir
 from nemorun.capabilities import check_packager
+from nemorun.capabilities import of as capabilities_of
 from nemorun.lower import experiment_name
 from nemorun.store import write_json
 from nemorun.errors import ConfigError, one_line
@@ -392,13 +393,22 @@ class Packages:
     sweep points with the same packager config share one archive. With ``record_dir`` (resume),
     the archives recorded there (``code.json``) are reused as they are, not packed again, so
     resumed jobs render byte-identical artifacts; a packager missing from the record is packed.
+
+    With ``code_from`` (``exp rerun``), the code is the code that EARLIER experiment ran, not the
+    working tree as it is now: each job gets the archive recorded there for the same packager
+    config, checked against its recorded sha256 and copied into the new record (``exp rerun
+    --fresh-code`` packs the current tree instead).
     """
 
-    def __init__(self, site: Any, record_dir: Optional[Path] = None):
+    def __init__(self, site: Any, record_dir: Optional[Path] = None, code_from: Optional[Path] = None):
         self._site = site
         self._staged: dict[str, Optional[Staged]] = {}
+        # archive packages with their files read, for targets whose artifact carries the files
+        self._files: dict[str, ir.Package] = {}
         self._recorded = recorded_manifests(record_dir) if record_dir is not None else []
         self._record_dir = record_dir
+        self._code_from = code_from
+        self._earlier = recorded_manifests(code_from) if code_from is not None else []
 
     def package(self, cfg: DictConfig) -> ir.Package:
         packager = packager_config(cfg)
@@ -408,9 +418,27 @@ class Packages:
         key = _key(_plain(packager), base_dir)
         experiment_dir = self._site.experiment_dir(experiment_name(cfg))
         if key not in self._staged:
-            self._staged[key] = self._from_record(key, experiment_dir) or stage(packager, self._site.submit_dir, experiment_dir, base_dir)
+            self._staged[key] = (self._from_record(key, experiment_dir)
+                                 or (self._from_earlier(packager, experiment_dir) if self._code_from is not None else None)
+                                 or stage(packager, self._site.submit_dir, experiment_dir, base_dir))
         found = self._staged[key]
-        return found.package if found is not None else ir.Package()
+        if found is None:
+            return ir.Package()
+        carried = capabilities_of(str(cfg.executor.kind)).code_in_artifact
+        if found.path is not None and found.package.archive and carried == "files":
+            return self._with_files(key, found.package, found.path)
+        if found.path is not None and found.package.archive and carried == "bytes":
+            return dataclasses.replace(found.package, archive_data=found.path.read_bytes())
+        return found.package
+
+    def _with_files(self, key: str, package: ir.Package, path: Path) -> ir.Package:
+        """The package with its archive's files, read once and size-checked before compiling (a
+        ConfigMap holds at most 1 MiB; a render never reads the disk)."""
+        if key not in self._files:
+            files = cmp.archive_files(str(path))
+            cmp.check_size("nemorun-code-<TrainJob name>", files)
+            self._files[key] = dataclasses.replace(package, files=tuple(files.items()))
+        return self._files[key]
 
     def _from_record(self, key: str, experiment_dir: str) -> Optional[Staged]:
         for m in self._recorded:
@@ -427,6 +455,44 @@ class Packages:
                                      source_dir=m["source_dir"])
             return Staged(package, path, m, committed=True)
         return None
+
+    def _from_earlier(self, packager: Any, experiment_dir: str) -> Optional[Staged]:
+        """The archive the earlier experiment recorded for this packager config, verified and
+        staged for the new record; None when it shipped no code and none is asked for."""
+        if packager.kind == "none":
+            return None
+        earlier = self._code_from
+        matches = [m for m in self._earlier if m.get("config") == _plain(packager)]
+        if not matches:
+            raise ConfigError(f"experiment {Path(str(earlier)).name} recorded no code for this packager config "
+                              f"(packager={packager.kind}); rerun with --fresh-code to pack the current tree")
+        m = matches[0]
+        if not m.get("archive"):
+            return None  # a configmap packager that selected no file
+        path = Path(str(earlier), m["archive"])
+        if not path.is_file():
+            raise ConfigError(f"the code archive {path} of experiment {Path(str(earlier)).name} is missing; "
+                              "rerun with --fresh-code to pack the current tree")
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        if digest != m["sha256"]:
+            raise ConfigError(f"the code archive {path} does not match its recorded sha256 ({digest[:12]} != "
+                              f"{m['sha256'][:12]}); rerun with --fresh-code to pack the current tree")
+        tmp = tempfile.mkdtemp(prefix="nemorun-rerun-")
+        copy = Path(tmp, path.name)
+        shutil.copyfile(path, copy)
+        manifest = {**m, "rerun_of": Path(str(earlier)).name}
+        if m["kind"] == "configmap":
+            package = ir.Package(kind="configmap", sha256=m["sha256"], files=tuple(sorted(_read_archive(copy).items())))
+        else:
+            source = Path(tmp, "source")
+            with tarfile.open(copy, mode="r:gz") as tar:  # where compile imports function targets from
+                tar.extractall(source, filter="data")
+            package = ir.Package(kind=m["kind"], archive=os.path.join(experiment_dir, path.name), sha256=m["sha256"],
+                                 source_dir=str(source))
+            manifest["source_dir"] = m.get("source_dir")
+        staged = Staged(package, copy, manifest)
+        weakref.finalize(staged, shutil.rmtree, tmp, True)
+        return staged
 
     def commit(self, record_dir: Path) -> None:
         """Move the new archives into the record and (re)write ``code.json``; the recorded ones stay."""

@@ -146,7 +146,7 @@ def plan(
             title, jobs = _plan_tasks(cfg, command, site, packages, label)
             return ExperimentPlan(name=title, kind="experiment", jobs=jobs, **common)  # type: ignore[arg-type]
         lower.check_config(cfg)
-        label(f"job {lower.experiment_name(cfg)}")
+        label(f"job {lower.experiment_name(cfg)}", lower.experiment_name(cfg))
         job = lower.compile_job(cfg, site, package=packages.package(cfg))
         planned = PlannedJob(job, render_job(job), command)
         return ExperimentPlan(name=job.experiment_name, kind="single", jobs=(planned,), **common)  # type: ignore[arg-type]
@@ -217,7 +217,7 @@ def experiment_title(cfg: DictConfig) -> str:
 
 
 def _plan_tasks(
-    cfg: DictConfig, overrides: Sequence[str], site: Site, packages: Packages, label: Callable[[str], None]
+    cfg: DictConfig, overrides: Sequence[str], site: Site, packages: Packages, label: Callable[..., None]
 ) -> tuple[str, tuple[PlannedJob, ...]]:
     tasks = cfg.experiment.tasks
     if not tasks:
@@ -237,7 +237,7 @@ def _plan_tasks(
             except Exception as exc:
                 raise ConfigError(f"experiment task {name}: {describe_error(exc)[1]}") from exc
             lower.check_config(task_cfg)
-            label(f"task {name}")
+            label(f"task {name}", str(name))
             job = lower.compile_job(task_cfg, site, job_name=str(name), package=packages.package(task_cfg))
             jobs.append(PlannedJob(job, render_job(job), tuple(task_overrides),
                                    tuple(str(d) for d in spec.depends_on), str(spec.dependency_type)))
@@ -328,7 +328,7 @@ def _patched(group: _Group, values: Mapping[str, Any], site: Site, name: str) ->
 
 def _plan_sweep(
     batch: Sequence[Sequence[str]], composer: Composer, site: Site, command: tuple[str, ...], packages: Packages,
-    max_parallel: Optional[int], label: Callable[[str], None],
+    max_parallel: Optional[int], label: Callable[..., None],
 ) -> ExperimentPlan:
     table = ValueTable(command)
     groups: dict[tuple[str, ...], _Group] = {}
@@ -351,11 +351,11 @@ def _plan_sweep(
                 names = job_names(lower.task_of(cfg).name, len(batch))
                 experiment = lower.experiment_name(cfg)
             cfg.name = experiment  # every job of the sweep lives in the one experiment
-            label(f"job {names[index]}")
+            label(f"job {names[index]}", names[index])
             job = lower.compile_job(cfg, site, job_name=names[index], package=packages.package(cfg))
             groups[selection] = _Group(cfg, job, {k: p.value() for k, p in values.items()})
         else:
-            label(f"job {names[index]}")
+            label(f"job {names[index]}", names[index])
             job = _patched(group, values, site, names[index])
         jobs.append(PlannedJob(job, render_job(job), tuple(job_overrides)))
     assert first_cfg is not None
@@ -363,7 +363,7 @@ def _plan_sweep(
     if capabilities.of(jobs[0].target).arrays:
         array_ir = array_job([p.job for p in jobs], max_parallel)
         if array_ir is not None:
-            label(f"array {array_ir.name}")
+            label(f"array {array_ir.name}", array_ir.name)
             array = PlannedJob(array_ir, render_job(array_ir))
     return ExperimentPlan(
         site=site, name=experiment, kind="sweep", jobs=tuple(jobs), config_yaml=first_yaml, overrides=command,

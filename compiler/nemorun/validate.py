@@ -17,8 +17,12 @@ from nemorun.errors import ArtifactError, one_line
 
 # Set while a sweep validates many scripts: checks are queued and run together at the end
 # (a fork + exec of ``bash -n`` from Python costs ~15 ms, i.e. minutes for a 10,000-job sweep).
-_deferred: Optional[list[tuple[str, str, str]]] = None
+_deferred: Optional[list[tuple[str, str, str, Optional[str]]]] = None
 _label = ""
+_token: Optional[str] = None
+# What a job's name is replaced by before scripts are compared (see :func:`_normalized`).
+_PLACEHOLDER = "NEMORUNJOBNAME"
+_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
 
 # One ``bash -n`` per file, looped inside one shell per chunk (~2 ms a script). Never ``eval``:
 # ANY wrapper around a script's text (a function body, a subshell) can be closed by that text and
@@ -29,41 +33,70 @@ _CHUNK_MIN = 64
 
 
 @contextlib.contextmanager
-def batched_shell_checks() -> Iterator[Callable[[str], None]]:
+def batched_shell_checks() -> Iterator[Callable[..., None]]:
     """Queue :func:`check_shell_syntax` calls; check them all at the end.
 
-    Yields a function that sets the label (e.g. the job name) attached to later checks; the first
-    failing script (in queue order) raises, labelled.
+    Yields ``set_label(label, job_name=None)``: the label (e.g. ``job train-0``) is attached to
+    later checks, and the job's name lets scripts that differ only in it share one ``bash -n``
+    (a 10,000-job sweep of one function is one check, not 10,000). The first failing script (in
+    queue order) raises, labelled.
     """
-    global _deferred, _label
+    global _deferred, _label, _token
     if _deferred is not None:
-        yield lambda label: None
+        yield lambda label, job_name=None: None
         return
-    _deferred, _label = [], ""
+    _deferred, _label, _token = [], "", None
 
-    def set_label(label: str) -> None:
-        global _label
-        _label = label
+    def set_label(label: str, job_name: Optional[str] = None) -> None:
+        global _label, _token
+        _label, _token = label, job_name
 
     try:
         yield set_label
         queued = _deferred
     finally:
-        _deferred, _label = None, ""
+        _deferred, _label, _token = None, "", None
     if not queued:
         return
-    failures = _syntax_errors([text for _, _, text in queued])
+    failures = _grouped_syntax_errors([(text, token) for _, _, text, token in queued])
     if failures:
         index = min(failures)
-        label, name, _ = queued[index]
+        label, name, _, _ = queued[index]
         message = f"{name} is not valid bash: {failures[index]}"
         raise ArtifactError(f"{label}: {message}" if label else message)
+
+
+def _normalized(text: str, job_name: Optional[str]) -> str:
+    """``text`` with its job's name replaced by one placeholder, when that cannot change whether
+    bash parses it: the name holds only letters, digits, ``.``, ``_``, ``-`` (characters that are
+    ordinary inside every bash word, quote and comment) and at least one ``-``, ``.`` or digit, so
+    neither it nor any token containing it is a reserved word, and the upper-case placeholder is
+    none either. Sweep jobs' scripts then compare equal when only the job differs."""
+    if (not job_name or _PLACEHOLDER in text or not set(job_name) <= _NAME_CHARS
+            or not any(c in "-.0123456789" for c in job_name)):
+        return text
+    return text.replace(job_name, _PLACEHOLDER)
+
+
+def _grouped_syntax_errors(items: Sequence[tuple[str, Optional[str]]]) -> dict[int, str]:
+    """Like :func:`_syntax_errors` for many scripts, parsing each distinct (normalized) script once;
+    a group whose representative fails is checked script by script, so every error is exact."""
+    groups: dict[str, list[int]] = {}
+    for index, (text, token) in enumerate(items):
+        groups.setdefault(_normalized(text, token), []).append(index)
+    keys = list(groups)
+    failed_keys = _syntax_errors(keys)
+    suspects = [i for k in failed_keys for i in groups[keys[k]]]
+    if not suspects:
+        return {}
+    exact = _syntax_errors([items[i][0] for i in suspects])
+    return {suspects[j]: message for j, message in exact.items()}
 
 
 def check_shell_syntax(name: str, text: str) -> None:
     """Parse (never run) ``text`` as bash; the same check as a batch of one."""
     if _deferred is not None:
-        _deferred.append((_label, name, text))
+        _deferred.append((_label, name, text, _token))
         return
     failures = _syntax_errors([text])
     if failures:

@@ -5,4 +5,4 @@ set -euo pipefail
 cd /home/user/project
 
 # command
-python3 -m nemorun.entry /home/user/.run/experiments/train/20260101-000000-000000-abcd/jobs/train/function.yaml
+python3 /home/user/.run/experiments/train/20260101-000000-000000-abcd/jobs/train/nemorun_entry.py /home/user/.run/experiments/train/20260101-000000-000000-abcd/jobs/train/function.yaml

@@ -27,4 +27,4 @@ srun \
   --container-workdir=/lustre/alice/nemorun/train/20260101-000000-000000-abcd/train \
   --kill-on-bad-exit=1 \
   --wait=60 \
-  python -m nemorun.entry /lustre/alice/nemorun/train/20260101-000000-000000-abcd/train/function.yaml
+  python /lustre/alice/nemorun/train/20260101-000000-000000-abcd/train/nemorun_entry.py /lustre/alice/nemorun/train/20260101-000000-000000-abcd/train/function.yaml

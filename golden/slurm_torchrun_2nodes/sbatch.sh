@@ -27,4 +27,4 @@ srun \
   --ntasks=2 \
   --ntasks-per-node=1 \
   --wait=60 \
-  bash -c 'torchrun --rdzv-backend c10d --rdzv-endpoint $head_node:29500 --rdzv-id $SLURM_JOB_ID --nnodes 2 --nproc-per-node 2 --node-rank $SLURM_NODEID --max-restarts 1 -m nemorun.entry /home/user/.run/experiments/ddp/20260101-000000-000000-abcd/jobs/ddp/function.yaml'
+  bash -c 'torchrun --rdzv-backend c10d --rdzv-endpoint $head_node:29500 --rdzv-id $SLURM_JOB_ID --nnodes 2 --nproc-per-node 2 --node-rank $SLURM_NODEID --max-restarts 1 /home/user/.run/experiments/ddp/20260101-000000-000000-abcd/jobs/ddp/nemorun_entry.py /home/user/.run/experiments/ddp/20260101-000000-000000-abcd/jobs/ddp/function.yaml'

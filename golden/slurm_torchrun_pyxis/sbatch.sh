@@ -32,4 +32,4 @@ srun \
   --ntasks=2 \
   --ntasks-per-node=1 \
   --wait=60 \
-  bash -c 'torchrun --rdzv-backend c10d --rdzv-endpoint $head_node:29500 --rdzv-id $SLURM_JOB_ID --nnodes 2 --nproc-per-node 8 --node-rank $SLURM_NODEID -m nemorun.entry /lustre/alice/nemorun/train/20260101-000000-000000-abcd/train/function.yaml'
+  bash -c 'torchrun --rdzv-backend c10d --rdzv-endpoint $head_node:29500 --rdzv-id $SLURM_JOB_ID --nnodes 2 --nproc-per-node 8 --node-rank $SLURM_NODEID /lustre/alice/nemorun/train/20260101-000000-000000-abcd/train/nemorun_entry.py /lustre/alice/nemorun/train/20260101-000000-000000-abcd/train/function.yaml'

@@ -24,14 +24,17 @@ class NemorunSweeperConf:
     _target_: str = "hydra_plugins.nemorun_plugins.sweeper.NemorunSweeper"
     # extra sweep parameters, as BasicSweeper's ``params`` (key -> "v1,v2")
     params: Optional[Dict[str, str]] = None
+    # a sweep making more jobs than this is refused before it is expanded (memory stays flat)
+    max_jobs: int = 100_000
 
 
 ConfigStore.instance().store(group="hydra/sweeper", name="nemorun", node=NemorunSweeperConf, provider="nemorun")
 
 
 class NemorunSweeper(BasicSweeper):
-    def __init__(self, params: Optional[Dict[str, str]] = None) -> None:
+    def __init__(self, params: Optional[Dict[str, str]] = None, max_jobs: int = 100_000) -> None:
         super().__init__(max_batch_size=None, params=params)
+        self.max_jobs = max_jobs
 
     def validate_batch_is_legal(self, batch: Any) -> None:
         """The nemorun launcher validates every job (and more) before submitting any."""
@@ -40,6 +43,9 @@ class NemorunSweeper(BasicSweeper):
         assert self.config is not None and self.launcher is not None and self.hydra_context is not None
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
         overrides = parser.parse_overrides([*self._parse_config(), *arguments])
+        from nemorun.compose import check_sweep_size
+
+        check_sweep_size(overrides, self.max_jobs)
         self.overrides = self.split_arguments(overrides, None)
         batch = self.get_job_batch()
         return [self.launcher.launch(batch, initial_job_idx=0)]

@@ -9,6 +9,7 @@ Secrets the job itself needs are references too: ``env_vars: {HF_TOKEN: {secret:
 """
 from __future__ import annotations
 
+import posixpath
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Dict, List, Optional
 
@@ -48,9 +49,9 @@ class DgxCloudExecutorConfig(ExecutorConfig):
     # an interpolation resolved at submission only, e.g. ${oc.env:DGX_APP_SECRET}; never a literal
     app_secret: Optional[str] = field(default=None, metadata={"secret": True})
     # name of the environment variable holding the secret (alternative to app_secret)
-    app_secret_env: Optional[str] = None
+    app_secret_env: Optional[str] = field(default=None, metadata={"secret": "env"})
     # path of a file holding the secret (alternative to app_secret)
-    app_secret_file: Optional[str] = None
+    app_secret_file: Optional[str] = field(default=None, metadata={"secret": "file"})
     # Run:ai project; its id and cluster id are looked up at submission
     project_name: str = MISSING
     # set both to skip the lookup (project id as the API spells it; cluster id is a UUID)
@@ -62,8 +63,11 @@ class DgxCloudExecutorConfig(ExecutorConfig):
     # GPU devices per pod
     gpus_per_node: int = checked(0, check=GPUS)
     pvcs: List[DgxPvcConfig] = field(default_factory=list)
-    # working directory inside the container; default: the image's
+    # working directory inside the container; default: the image's (the unpacked code with a packager)
     workdir: Optional[str] = checked(None, check=absolute_path)
+    # job folders on a PVC, as mounted both in the pod nemorun launches from and in the job
+    # (<pvc_nemo_run_dir>/<experiment>/<id>/<job>, code in its code/); under one of pvcs[].path
+    pvc_nemo_run_dir: Optional[str] = checked(None, check=absolute_path)
     # mount a large /dev/shm (NCCL and data loaders need it)
     large_shm: bool = True
     # extra keys merged into the workload's ``spec`` (Run:ai's camelCase names), last word
@@ -88,6 +92,20 @@ class DgxCloudExecutorConfig(ExecutorConfig):
             raise ValueError(f"base_url {self.base_url!r} must start with https:// (e.g. https://<tenant>/api/v1)")
         if (self.project_id is None) != (self.cluster_id is None):
             raise ValueError("set both project_id and cluster_id, or neither (then they are looked up by project_name)")
+        if self.pvc_nemo_run_dir is not None and pvc_of(self) is None:
+            listed = ", ".join(f"{p.path} ({p.claim_name}{', read-only' if p.read_only else ''})" for p in self.pvcs) or "none"
+            raise ValueError(f"pvc_nemo_run_dir {self.pvc_nemo_run_dir!r} must lie under the path of a writable pvcs[] entry "
+                             f"(pvcs: {listed}): the job reads its code from there")  # fmt: skip
+
+
+def pvc_of(executor: DgxCloudExecutorConfig) -> Optional[DgxPvcConfig]:
+    """The PVC ``pvc_nemo_run_dir`` lies on (the deepest mount path holding it: that one shadows
+    the others in the container); None when there is none or it is mounted read-only."""
+    path = posixpath.normpath(str(executor.pvc_nemo_run_dir))
+    holding = [p for p in executor.pvcs
+               if path == posixpath.normpath(p.path) or path.startswith(posixpath.normpath(p.path).rstrip("/") + "/")]
+    deepest = max(holding, key=lambda p: len(posixpath.normpath(p.path)), default=None)
+    return None if deepest is None or deepest.read_only else deepest
 
 
 SCHEMAS: dict[str, type] = {"_schema_executor_dgxcloud": DgxCloudExecutorConfig}

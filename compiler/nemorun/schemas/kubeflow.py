@@ -6,12 +6,17 @@ into the TrainJob's trainer container (``node``).
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
 from omegaconf import MISSING
 
 from nemorun.schemas.core import GPUS, NODES, PER_NODE, ExecutorConfig, absolute_path, checked, dns_label, secret_env_vars
+
+
+# docker's units, as ir.Resources.shm_size (and executor=docker's shm_size) spell sizes
+SHM_SIZE = re.compile(r"^[1-9]\d*[bkmg]?$")
 
 
 class RuntimeKind(str, enum.Enum):
@@ -50,10 +55,19 @@ class KubeflowExecutorConfig(ExecutorConfig):
     tolerations: List[Dict[str, Any]] = field(default_factory=list)
     node_selector: Dict[str, str] = field(default_factory=dict)
     affinity: Dict[str, Any] = field(default_factory=dict)
-    # where packaged code (packager=configmap) is mounted in the container; the job's working directory
+    # where packaged code (any packager: its files go into a ConfigMap) is mounted in the container;
+    # the job's working directory
     code_dir: str = checked("/nemorun/code", check=absolute_path)
     # interpreter for Python scripts and function tasks inside the image
     python: str = "python"
+    # size of the memory-backed /dev/shm of pods with GPUs, docker units ("64g", "512m"); null:
+    # no limit but the pod's memory (like DGX Cloud's large /dev/shm). Set, it applies to every pod.
+    shm_size: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.shm_size is not None and not SHM_SIZE.match(str(self.shm_size).lower()):
+            raise ValueError(f"shm_size must be <number>[b|k|m|g] like '64g' (got {self.shm_size!r})")
 
 
 @dataclass

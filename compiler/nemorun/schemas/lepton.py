@@ -6,6 +6,8 @@ variables are references to Lepton workspace secrets: ``env_vars: {HF_TOKEN: {se
 """
 from __future__ import annotations
 
+import posixpath
+import re
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Dict, List, Optional
 
@@ -45,9 +47,12 @@ class LeptonExecutorConfig(ExecutorConfig):
     container_image: str = MISSING
     # replicas (one per node)
     nodes: int = checked(1, check=NODES)
-    # GPUs per replica (the resource shape decides the hardware; this sizes torchrun)
-    gpus_per_node: int = checked(0, check=GPUS)
+    # GPUs per replica; default: the resource shape's count (gpu.8xh100-80gb: 8, cpu.*: 0)
+    gpus_per_node: Optional[int] = checked(None, check=GPUS)
     mounts: List[LeptonMountConfig] = field(default_factory=list)
+    # where packaged code is unpacked on mounted storage (<nemo_run_dir>/<experiment>/<id>/<job>/code);
+    # must lie under one of mounts[].mount_path; unset: inside each replica's container
+    nemo_run_dir: Optional[str] = checked(None, check=absolute_path)
     # /dev/shm per replica, MiB
     shared_memory_size: Optional[int] = checked(65536, check=count(0))
     # node reservation id to run in
@@ -65,6 +70,55 @@ class LeptonExecutorConfig(ExecutorConfig):
         super().__post_init__()
         if self.priority is not None and self.priority not in PRIORITY_CLASSES:
             raise ValueError(f"priority {self.priority!r} is not a Lepton priority class; use one of {', '.join(PRIORITY_CLASSES)}")
+        self._check_gpus()
+        if self.nemo_run_dir is not None:
+            _check_under_mount(str(self.nemo_run_dir), self.mounts)
+
+    def _check_gpus(self) -> None:
+        """The shape decides the hardware; ``gpus_per_node`` only sizes torchrun and ft_launcher, so
+        a count the shape does not have would start processes for GPUs that are not there."""
+        if self.resource_shape is MISSING or self.resource_shape == MISSING:
+            return
+        shape_gpus = gpus_of_shape(str(self.resource_shape))
+        if self.gpus_per_node is None:
+            if shape_gpus is None:
+                raise ValueError(f"resource_shape {self.resource_shape!r} does not name its GPU count "
+                                 "(gpu.<N>x<type> or cpu.<size>); set gpus_per_node")  # fmt: skip
+            self.gpus_per_node = shape_gpus
+        elif shape_gpus is not None and self.gpus_per_node != shape_gpus:
+            raise ValueError(f"gpus_per_node={self.gpus_per_node} does not match resource_shape {self.resource_shape} "
+                             f"({shape_gpus} GPUs per replica); set gpus_per_node={shape_gpus} or leave it unset")  # fmt: skip
+
+
+# gpu.8xh100-80gb, gpu.2xa100-40gb: a count; gpu.a10, gpu.h100-sxm, gpu.a10.6xlarge: one GPU
+_SHAPE_COUNT = re.compile(r"^gpu\.(\d+)x[a-z0-9]")
+
+
+def gpus_of_shape(shape: str) -> Optional[int]:
+    """GPUs per replica of a Lepton resource shape (leptonai's ``VALID_SHAPES`` spell them
+    ``cpu.<size>``, ``gpu.<type>`` or ``gpu.<N>x<type>``); None when the name does not say."""
+    shape = shape.strip().lower()
+    if shape.startswith("cpu."):
+        return 0
+    m = _SHAPE_COUNT.match(shape)
+    if m:
+        return int(m.group(1))
+    return 1 if shape.startswith("gpu.") and len(shape) > 4 else None
+
+
+def _check_under_mount(path: str, mounts: List[LeptonMountConfig]) -> None:
+    """``nemo_run_dir`` must be on writable mounted storage: elsewhere the code would land in one
+    replica's container and be gone with it."""
+    norm = posixpath.normpath(path)
+    holding = [m for m in mounts
+               if norm == posixpath.normpath(m.mount_path) or norm.startswith(posixpath.normpath(m.mount_path).rstrip("/") + "/")]
+    # the deepest mount holding the path is the one the container sees there
+    deepest = max(holding, key=lambda m: len(posixpath.normpath(m.mount_path)), default=None)
+    if deepest is None:
+        listed = ", ".join(str(m.mount_path) for m in mounts) or "none"
+        raise ValueError(f"nemo_run_dir {path!r} is not under any of mounts[].mount_path ({listed}); mount the storage it is on")
+    if deepest.read_only:
+        raise ValueError(f"nemo_run_dir {path!r} is on the read-only mount {deepest.mount_path}; the job must write the code there")
 
 
 SCHEMAS: dict[str, type] = {"_schema_executor_lepton": LeptonExecutorConfig}

@@ -42,14 +42,16 @@ class SkypilotExecutorConfig(ExecutorConfig):
     setup: Optional[str] = None
     # docker image for the task (image_id: docker:<image>)
     container_image: Optional[str] = None
-    # local directory SkyPilot syncs to the nodes and runs the task in (~/sky_workdir)
+    # local directory SkyPilot syncs to the nodes and runs the task in (~/sky_workdir); with
+    # packager=git/pattern/hybrid the unpacked archive is the workdir, so leave this unset
     workdir: Optional[str] = None
     # remote path -> local path or bucket URI (s3://, gs://...)
     file_mounts: Dict[str, str] = field(default_factory=dict)
     # stop the cluster after this many idle minutes (down=true: tear it down instead)
     idle_minutes_to_autostop: Optional[int] = checked(None, check=count(0))
     down: bool = False
-    # run as a SkyPilot managed job (sky.jobs.launch: recovery, own controller) instead of on a cluster
+    # run as a SkyPilot managed job (sky.jobs.launch: recovery, own controller) instead of on a cluster;
+    # retries need it (resources.job_recovery.max_restarts_on_errors, applied by the jobs controller)
     managed: bool = False
 
     def __post_init__(self) -> None:
@@ -66,6 +68,10 @@ class SkypilotExecutorConfig(ExecutorConfig):
             raise ValueError("set infra, or cloud/region/zone (its older form), not both")
         if self.managed and (self.cluster_name or self.idle_minutes_to_autostop is not None or self.down):
             raise ValueError("managed=true runs on a cluster of SkyPilot's choosing: cluster_name, idle_minutes_to_autostop and down do not apply")
+        if self.retries > 0 and not self.managed:
+            # only SkyPilot's jobs controller restarts a failed job; `sky launch` on a cluster runs it once
+            raise ValueError(f"retries={self.retries} needs managed=true: only SkyPilot managed jobs restart on errors "
+                             "(resources.job_recovery.max_restarts_on_errors)")
 
 
 SCHEMAS: dict[str, type] = {"_schema_executor_skypilot": SkypilotExecutorConfig}

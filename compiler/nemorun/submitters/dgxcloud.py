@@ -7,11 +7,21 @@ status → ``POST .../suspend`` to cancel (``DELETE`` with ``delete=True``).
 
 The app secret is resolved here, at the moment a request needs it, from the reference in the
 config (an interpolation, an env var name or a file path); handles and records keep only the
-reference. Any message that reaches the user is scrubbed of the value.
+reference. The value, and every access token the service issues, is registered with
+:mod:`nemorun.secrets` the moment it is held, so no message, record or stderr line carries it in
+any encoding the service may echo it in.
 
 Token request: the spec's ``TokenRequest`` names the field ``clientID``; Run:ai's docs write
 ``clientId``, which the service accepts only because its JSON decoding ignores case. We send
 ``clientID``: what the spec (and a strict validator) accepts.
+
+Code on the PVC: with ``pvc_nemo_run_dir``, :func:`submit` first checks that this pod mounts the
+PVC (the folder exists here), unpacks the archive into the job's ``code`` folder (skipped when
+the digest recorded there matches; a private folder renamed into place, so a crash never leaves
+half an archive that counts) and writes the render's other artifacts into the job folder.
+
+Crash recovery: :func:`find` asks ``GET /workloads`` for the name nemorun gave the workload
+(``filterBy=name=^<name>``: Run:ai appends random characters to it), in the job's project.
 
 Robustness: 429 and 5xx are retried with exponential backoff, honouring ``Retry-After``; a 401
 on a call refreshes the token once; every failure is ONE line naming the host, the call and
@@ -22,19 +32,26 @@ from __future__ import annotations
 import email.utils
 import json
 import os
+import shutil
+import tarfile
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
 from urllib.parse import urlsplit
 
+from nemorun import secrets
 from nemorun.errors import SubmitError, one_line
 from nemorun.ir import Job, Rendered
 from nemorun.states import AppState, Handle, JobStatus
 from nemorun.submitters.base import SubmitterFeatures
+from nemorun.schemas.dgxcloud import pvc_of
 from nemorun.targets import dgxcloud as target
 
-FEATURES = SubmitterFeatures(resolve=True)
+FEATURES = SubmitterFeatures(resolve=True, find=True)
+# the digest of the code unpacked in a job's code folder (inside it, written before the rename)
+CODE_MARKER = ".nemorun-sha256"
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 MAX_ATTEMPTS = 5
@@ -81,18 +98,23 @@ def resolve_secret(ref: Mapping[str, str]) -> str:
         value = os.environ.get(ref["env"])
         if not value:
             raise SubmitError(f"the DGX Cloud app secret: environment variable {ref['env']} is not set")
+        secrets.register(value)
         return value
     if "file" in ref:
         path = Path(ref["file"]).expanduser()
         try:
-            return path.read_text().strip()
+            value = path.read_text().strip()
         except OSError as exc:
             raise SubmitError(f"the DGX Cloud app secret: cannot read {path}: {exc.strerror}") from None
+        secrets.register(value)
+        return value
     try:
-        return str(OmegaConf.create({"secret": ref["interpolation"]}).secret)
+        value = str(OmegaConf.create({"secret": ref["interpolation"]}).secret)
     except OmegaConfBaseException as exc:
         # the message names the interpolation's inputs (e.g. the variable), never a value
         raise SubmitError(f"the DGX Cloud app secret {ref['interpolation']} cannot be resolved: {one_line(str(exc).splitlines()[0])}") from None
+    secrets.register(value)
+    return value
 
 
 @dataclass(frozen=True)
@@ -163,10 +185,8 @@ class Client:
         self._session.headers.update({"Accept": "application/json", "Content-Type": "application/json"})
 
     def fail(self, message: str) -> SubmitError:
-        text = f"DGX Cloud {self.endpoint.host}: {one_line(message)}"
-        if self._secret:
-            text = text.replace(self._secret, "***")
-        return SubmitError(text)
+        # one_line scrubs the app secret and the tokens (registered when they were obtained)
+        return SubmitError(f"DGX Cloud {self.endpoint.host}: {one_line(message)}")
 
     def _send(self, method: str, path: str, body: Optional[bytes], params: Optional[Mapping[str, str]], auth: bool) -> Any:
         """One call with retries on 429/5xx (and on connection errors when repeating is safe)."""
@@ -203,6 +223,7 @@ class Client:
         if not token:
             raise self.fail(f"authentication of app '{self.endpoint.app_id}' failed: HTTP {resp.status_code}: {_service_message(resp)}")
         self._token = str(token)
+        secrets.register(self._token)
 
     def call(self, method: str, path: str, body: Optional[bytes] = None, params: Optional[Mapping[str, str]] = None, ok_404: bool = False) -> Any:
         """An authenticated call; returns the response (or None for a tolerated 404)."""
@@ -237,30 +258,105 @@ def resolve(job: Job) -> Job:
     return target.with_ids(job, project_id, cluster_id)
 
 
+def place_files(rendered: Rendered, job: Job) -> Optional[dict[str, Any]]:
+    """Put the job's folder on the PVC in place before the workload exists: the code unpacked
+    into ``code/`` and the render's other artifacts beside it. None without ``pvc_nemo_run_dir``."""
+    folder = target.pvc_job_dir(job)
+    if folder is None:
+        return None
+    base = str(job.executor.pvc_nemo_run_dir)
+    if not os.path.isdir(base):
+        pvc = pvc_of(job.executor)
+        claim = pvc.claim_name if pvc else "?"
+        raise SubmitError(f"executor.pvc_nemo_run_dir {base} does not exist here: nemorun is not running inside a pod that "
+                          f"mounts PVC {claim} at {pvc.path if pvc else base}; launch from such a pod")  # fmt: skip
+    try:
+        os.makedirs(folder, exist_ok=True)
+        for name, text in rendered.artifacts.items():
+            if name != target.ARTIFACT:
+                _write_atomic(os.path.join(folder, name), text.encode())
+        unpacked = unpack_code(job) if job.package.archive else None
+    except OSError as exc:
+        raise SubmitError(f"cannot write the job folder {folder} on the PVC: {exc.strerror or exc}") from None
+    return {"job_dir": folder, **({"code": unpacked} if unpacked else {})}
+
+
+def _write_atomic(path: str, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+
+
+def unpack_code(job: Job) -> dict[str, Any]:
+    """Unpack the archive into the job's code folder unless it already holds this digest."""
+    code, sha = str(target.code_dir(job)), str(job.package.sha256)
+    marker = os.path.join(code, CODE_MARKER)
+    if os.path.isfile(marker) and Path(marker).read_text().strip() == sha:
+        return {"dir": code, "sha256": sha, "unpacked": False}
+    tmp = tempfile.mkdtemp(dir=os.path.dirname(code), prefix=f".{target.CODE_DIR}-")
+    try:
+        with tarfile.open(str(job.package.archive), mode="r:gz") as tar:
+            tar.extractall(tmp, filter="data")
+        Path(tmp, CODE_MARKER).write_text(sha + "\n")
+        os.chmod(tmp, 0o755)
+        if os.path.isdir(code):  # other code, or an older nemorun's unmarked unpack: replaced whole
+            shutil.rmtree(code)
+        os.replace(tmp, code)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return {"dir": code, "sha256": sha, "unpacked": True}
+
+
 def submit(rendered: Rendered, job: Job) -> Handle:
-    """POST the recorded ``workload.json`` bytes as they are; a body still holding placeholder ids
-    (rendered without :func:`resolve`, as a dry run does) is refused before any request."""
+    """Place the job's files on the PVC (:func:`place_files`), then POST the recorded
+    ``workload.json`` bytes as they are; a body still holding placeholder ids (rendered without
+    :func:`resolve`, as a dry run does) is refused before anything is written or sent."""
     text = rendered.artifacts[target.ARTIFACT]
     request = json.loads(text)
     if target.has_placeholders(request):
         raise SubmitError(f"{target.ARTIFACT} still holds placeholder ids: it was rendered without looking them up (resolve)")
+    placed = place_files(rendered, job)
     client = Client(Endpoint.of(job.executor))
     kind = target.workload_kind(job.executor.nodes)
     data = client.call("POST", f"/workloads/{kind}", text.encode()).json()
     workload_id = str(data.get("workloadId") or "")
     if not workload_id:
         raise client.fail(f"POST /workloads/{kind}: the reply has no workloadId")
-    return Handle(
-        backend="dgxcloud",
-        id=workload_id,
-        data={
-            **client.endpoint.to_dict(),
-            "kind": kind,
-            "name": str(data.get("name") or request["name"]),
-            "project_id": str(request["projectId"]),
-            "cluster_id": str(request["clusterId"]),
-        },
-    )
+    return _handle(client, kind, workload_id, str(data.get("name") or request["name"]), str(request["projectId"]),
+                   str(request["clusterId"]), placed)  # fmt: skip
+
+
+def _handle(client: Client, kind: str, workload_id: str, name: str, project_id: str, cluster_id: str,
+            placed: Optional[dict[str, Any]]) -> Handle:  # fmt: skip
+    data: dict[str, Any] = {**client.endpoint.to_dict(), "kind": kind, "name": name, "project_id": project_id, "cluster_id": cluster_id}
+    if placed:
+        data["pvc"] = placed
+    return Handle(backend="dgxcloud", id=workload_id, data=data)
+
+
+def find(job: Job) -> Optional[Handle]:
+    """The workload a crashed launch may have created. nemorun names it (:func:`target.workload_name`:
+    unique per experiment and job) and Run:ai appends random characters, so ``GET /workloads``
+    with ``filterBy=name=^<name>`` lists it; the project (and cluster) must be the job's too."""
+    ex = job.executor
+    client = Client(Endpoint.of(ex))
+    name = target.workload_name(job)
+    resp = client.call("GET", "/workloads", params={"filterBy": f"name=^{name}", "limit": "500"})
+    found = [w for w in resp.json().get("workloads", [])
+             if str(w.get("name", "")).startswith(name)
+             and (str(w.get("projectId")) == str(ex.project_id) if ex.project_id else w.get("projectName") == ex.project_name)
+             and (not ex.cluster_id or str(w.get("clusterId")) == str(ex.cluster_id))]  # fmt: skip
+    if not found:
+        return None
+    if len(found) > 1:
+        ids = ", ".join(sorted(str(w.get("id")) for w in found))
+        raise client.fail(f"GET /workloads: {len(found)} workloads are named {name}* ({ids}); cancel the extra ones")
+    w = found[0]
+    kind = target.workload_kind(job.resources.nodes)
+    placed = {"job_dir": target.pvc_job_dir(job)} if target.pvc_job_dir(job) else None
+    return _handle(client, kind, str(w["id"]), str(w["name"]), str(w.get("projectId")), str(w.get("clusterId")), placed)
 
 
 def _path(handle: Handle) -> str:

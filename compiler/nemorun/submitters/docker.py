@@ -5,22 +5,29 @@ The engine is the one ``docker.from_env()`` finds (``DOCKER_HOST``, ``DOCKER_TLS
 status/logs/cancel reach the same engine. docker-py is imported inside functions only.
 
 - Submit: the image must already be on the engine (``images.get``): nemorun never pulls, because
-  ``containers.run`` would pull a missing image implicitly. With a packager the archive is
-  unpacked into ``<job dir>/code`` first (bound read-only by the rendered kwargs). Then
-  ``containers.run(**container.json)`` — detached; a container the engine created but could not
-  start is removed again so nothing half-made stays behind.
+  ``containers.run`` would pull a missing image implicitly. With a packager, ``<job dir>/code``
+  (bound read-only by the rendered kwargs) becomes a link to the archive's tree in
+  ``NEMORUN_HOME/cache/code/<sha256>``, unpacked once per digest: the mount is read-only, so jobs
+  can share it, and an unchanged archive (the next launch, every point of a sweep) costs a
+  symlink, not an unpack. Then ``containers.run(**container.json)`` — detached; a container the
+  engine created but could not start is removed again so nothing half-made stays behind.
 - Status: one ``containers.list(all=True)`` per experiment, by the ``nemorun.experiment-id``
-  label; the exit code comes from the container's state.
-- Logs: from the engine (``follow`` streams until the container stops); stdout and stderr merged.
+  label; the exit code comes from the container's state. With retries (restart policy
+  ``on-failure``) a container between attempts is ``restarting``: RUNNING, not FAILED; the
+  detail shows the engine's ``RestartCount``.
+- Logs: from the engine (``follow`` streams until the container stops for good, across restarts;
+  the engine ends a followed log at every exit); stdout and stderr merged.
 - Cancel: ``stop`` (SIGTERM, SIGKILL after the grace period), then ``kill`` if it still runs;
   a ``cancelled`` marker in the job folder makes the final state CANCELLED, not FAILED.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
 import tarfile
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence
@@ -28,13 +35,16 @@ from typing import Any, Iterator, Optional, Sequence
 from nemorun.errors import SubmitError, one_line
 from nemorun.ir import Job, Rendered
 from nemorun.states import AppState, Handle, JobStatus
+from nemorun.store import nemorun_home
 from nemorun.submitters.base import SubmitterFeatures
-from nemorun.targets.docker import ARTIFACT, CODE_DIR, LABEL_EXPERIMENT_ID
+from nemorun.targets.docker import ARTIFACT, CODE_DIR, LABEL_EXPERIMENT_ID, LABEL_JOB
 
-FEATURES = SubmitterFeatures(stream=True)
+FEATURES = SubmitterFeatures(stream=True, find=True)
 
 CANCELLED_FILE = "cancelled"
 DEFAULT_SOCKET = "unix:///var/run/docker.sock"
+# container states in which the job is not over (``restarting``: between two attempts)
+LIVE_STATES = ("running", "restarting", "paused")
 
 
 def _where(host: Optional[str]) -> str:
@@ -67,18 +77,64 @@ def client(host: Optional[str]) -> Any:
         raise SubmitError(f"cannot reach the Docker engine at {_where(host)}: {_reason(exc)}") from None
 
 
+def code_cache(sha256: str) -> Path:
+    """Where the tree of the archive with this digest is unpacked, once, for every job using it."""
+    return nemorun_home() / "cache" / "code" / sha256
+
+
+def _digest(archive: str) -> str:
+    """sha256 of an archive the job names without its digest (packaging always records one)."""
+    h = hashlib.sha256()
+    try:
+        with open(archive, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    except OSError as exc:
+        raise SubmitError(f"cannot unpack the code archive {archive}: {one_line(str(exc))}") from None
+    return h.hexdigest()
+
+
+def _unpacked(archive: str, sha256: str) -> Path:
+    """The archive's tree in the cache, unpacked now unless an earlier launch did. Unpacked
+    beside it and renamed into place, so a tree under the digest's name is always complete
+    (a crash or a concurrent launch never leaves a half tree that would count as done)."""
+    tree = code_cache(sha256)
+    if tree.is_dir():
+        return tree
+    try:
+        tree.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{sha256[:16]}-", dir=tree.parent))
+    except OSError as exc:
+        raise SubmitError(f"cannot unpack the code archive {archive} into {tree.parent}: {one_line(str(exc))}") from None
+    try:
+        with tarfile.open(archive, "r:gz") as tar:
+            tar.extractall(tmp, filter="data")
+        tmp.chmod(0o755)
+        os.rename(tmp, tree)
+    except (OSError, tarfile.TarError) as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if tree.is_dir():  # a concurrent launch renamed the same digest's tree into place first
+            return tree
+        raise SubmitError(f"cannot unpack the code archive {archive} into {tree}: {one_line(str(exc))}") from None
+    return tree
+
+
 def _unpack_code(job: Job) -> None:
+    """``<job dir>/code`` -> the digest's unpacked tree (what the rendered bind mount names)."""
     archive = job.package.archive
     if not archive:
         return
-    code = Path(job.job_dir) / CODE_DIR
-    shutil.rmtree(code, ignore_errors=True)
-    code.mkdir(parents=True)
+    tree = _unpacked(archive, job.package.sha256 or _digest(archive))
+    link = Path(job.job_dir) / CODE_DIR
     try:
-        with tarfile.open(archive, "r:gz") as tar:
-            tar.extractall(code, filter="data")
-    except (OSError, tarfile.TarError) as exc:
-        raise SubmitError(f"cannot unpack the code archive {archive} into {code}: {one_line(str(exc))}") from None
+        if link.is_symlink() or link.is_file():
+            link.unlink()
+        elif link.is_dir():
+            shutil.rmtree(link)
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(tree, target_is_directory=True)
+    except OSError as exc:
+        raise SubmitError(f"cannot link {link} to the unpacked code {tree}: {one_line(str(exc))}") from None
 
 
 def submit(rendered: Rendered, job: Job) -> Handle:
@@ -102,20 +158,49 @@ def submit(rendered: Rendered, job: Job) -> Handle:
         except docker.errors.DockerException as exc:
             _remove_quietly(c, name)
             raise SubmitError(f"the Docker engine at {_where(host)} refused container {name}: {_reason(exc)}") from None
-        return Handle(
-            backend="docker",
-            id=str(container.short_id),
-            data={
-                "container_id": container.id,
-                "name": name,
-                "docker_host": host,
-                "experiment_id": job.experiment_id,
-                "job_dir": job.job_dir,
-                "grace_seconds": int(job.executor.cancel_grace_seconds),
-            },
-        )
+        return _handle(container, job, host)
     except docker.errors.DockerException as exc:  # the engine went away mid-way
         raise SubmitError(f"the Docker engine at {_where(host)} failed: {_reason(exc)}") from None
+    finally:
+        c.close()
+
+
+def _handle(container: Any, job: Job, host: Optional[str]) -> Handle:
+    return Handle(
+        backend="docker",
+        id=str(container.short_id),
+        data={
+            "container_id": container.id,
+            "name": container.name,
+            "docker_host": host,
+            "experiment_id": job.experiment_id,
+            "job_dir": job.job_dir,
+            "grace_seconds": int(job.executor.cancel_grace_seconds),
+        },
+    )
+
+
+def find(job: Job) -> Optional[Handle]:
+    """The container a crashed launch may have made, by the labels nemorun puts on it
+    (experiment id and job name; the engine keeps them for stopped containers too).
+
+    ``containers.run`` is create-then-start: a container killed between the two is still
+    ``created`` and never ran, so it is removed and the job counts as not submitted (its name
+    would otherwise block the new one)."""
+    docker = sdk()
+    host = os.environ.get("DOCKER_HOST") or None
+    c = client(host)
+    try:
+        labels = [f"{LABEL_EXPERIMENT_ID}={job.experiment_id}", f"{LABEL_JOB}={job.name}"]
+        found = c.containers.list(all=True, filters={"label": labels}, ignore_removed=True)
+        for container in found:
+            if container.status == "created":
+                container.remove(force=True)
+                continue
+            return _handle(container, job, host)
+        return None
+    except docker.errors.DockerException as exc:
+        raise SubmitError(f"cannot look for container of job {job.name} on the Docker engine at {_where(host)}: {_reason(exc)}") from None
     finally:
         c.close()
 
@@ -137,13 +222,16 @@ def state_of(attrs: dict[str, Any], cancelled: bool) -> JobStatus:
         if st.get("Error"):
             return JobStatus(AppState.FAILED, code, one_line(str(st["Error"])))
         return JobStatus(AppState.CANCELLED if cancelled else AppState.PENDING, None, status)
-    if status in ("running", "restarting", "paused"):
-        return JobStatus(AppState.RUNNING, None, status)
+    restarts = int(attrs.get("RestartCount") or 0)
+    # how many times the restart policy ran the job again (retries)
+    tried = f"RestartCount {restarts} ({restarts + 1} attempts)" if restarts else ""
+    if status in LIVE_STATES:
+        return JobStatus(AppState.RUNNING, None, ", ".join(filter(None, (status, tried))))
     if status in ("exited", "dead", "removing"):
         if cancelled:
-            return JobStatus(AppState.CANCELLED, code, "cancelled")
+            return JobStatus(AppState.CANCELLED, code, ", ".join(filter(None, ("cancelled", tried))))
         detail = "OOMKilled" if st.get("OOMKilled") else status
-        return JobStatus(AppState.SUCCEEDED if code == 0 else AppState.FAILED, code, detail)
+        return JobStatus(AppState.SUCCEEDED if code == 0 else AppState.FAILED, code, ", ".join(filter(None, (detail, tried))))
     return JobStatus(AppState.UNKNOWN, None, status)
 
 
@@ -186,6 +274,49 @@ def _container(c: Any, handle: Handle) -> Any:
         return None
 
 
+def follow_log(container: Any, poll: float = 0.1, **which: bool) -> Iterator[bytes]:
+    """The container's log bytes (``which``: ``stdout``/``stderr`` selection) as they come, until
+    it stops for good.
+
+    The engine ends a followed log whenever the container's process exits, also when its restart
+    policy is about to run it again (and ``wait`` returns then too), so one follow would miss every
+    attempt after the first. Each time the stream ends this looks at the state: while the
+    container is live it follows again, skipping the bytes already passed on (the engine serves
+    the whole log, all attempts, in order); once it is not, one last plain read picks up an attempt
+    that started and ended between two looks."""
+    docker = sdk()
+    seen, follow = 0, True
+    while True:
+        read, fresh = 0, False
+        for chunk in container.logs(stream=True, follow=follow, **which):
+            start = max(0, seen - read)
+            read += len(chunk)
+            if start < len(chunk):
+                fresh = True
+                yield chunk[start:]
+        seen = max(seen, read)
+        if not follow:
+            return
+        try:
+            container.reload()
+        except docker.errors.NotFound:
+            return
+        if container.status not in LIVE_STATES:
+            follow = False
+        elif not fresh:
+            time.sleep(poll)  # restarting, or the state lags the end of the stream
+
+
+def _lines(chunks: Iterator[bytes]) -> Iterator[str]:
+    partial = b""
+    for chunk in chunks:
+        *lines, partial = (partial + chunk).split(b"\n")
+        for line in lines:
+            yield line.decode(errors="replace") + "\n"
+    if partial:
+        yield partial.decode(errors="replace")
+
+
 def logs(handle: Handle, follow: bool = False) -> Iterator[str]:
     docker = sdk()
     host = handle.data.get("docker_host")
@@ -194,16 +325,9 @@ def logs(handle: Handle, follow: bool = False) -> Iterator[str]:
         container = _container(c, handle)
         if container is None:
             raise SubmitError(f"container {handle.data['name']} is no longer on the Docker engine at {_where(host)}; its logs went with it")
-        partial = b""
         try:
-            for chunk in container.logs(stream=True, follow=follow):
-                *lines, partial = (partial + chunk).split(b"\n")
-                for line in lines:
-                    yield line.decode(errors="replace") + "\n"
-            if partial:
-                yield partial.decode(errors="replace")
-            if follow:
-                container.wait()  # the log stream can end a moment before the state says so
+            chunks = follow_log(container) if follow else container.logs(stream=True, follow=False)
+            yield from _lines(chunks)
         except docker.errors.DockerException as exc:
             raise SubmitError(f"logs of container {handle.data['name']} on {_where(host)}: {_reason(exc)}") from None
     finally:
@@ -211,7 +335,8 @@ def logs(handle: Handle, follow: bool = False) -> Iterator[str]:
 
 
 def stream(handle: Handle) -> Iterator[tuple[str, str]]:
-    """``(stream, line)`` while the container runs, stdout and stderr kept apart (``wait=true``).
+    """``(stream, line)`` while the container runs, across restarts, stdout and stderr kept apart
+    (``wait=true``).
 
     The Engine API serves each stream as its own followed log; one thread per stream feeds a
     queue so lines reach the terminal as they come, whichever stream they are on.
@@ -229,14 +354,11 @@ def stream(handle: Handle) -> Iterator[tuple[str, str]]:
     lines: "queue.Queue[tuple[str, Optional[str]]]" = queue.Queue()
 
     def pump(name: str) -> None:
-        partial = b""
         try:
-            for chunk in container.logs(stream=True, follow=True, stdout=name == "stdout", stderr=name == "stderr"):
-                *done, partial = (partial + chunk).split(b"\n")
-                for line in done:
-                    lines.put((name, line.decode(errors="replace") + "\n"))
-            if partial:
-                lines.put((name, partial.decode(errors="replace")))
+            # each thread its own Container object: follow_log reloads it
+            own = c.containers.get(container.id)
+            for line in _lines(follow_log(own, stdout=name == "stdout", stderr=name == "stderr")):
+                lines.put((name, line))
         except docker.errors.DockerException:
             pass  # the container went away: what was read is all there is
         finally:
@@ -253,10 +375,6 @@ def stream(handle: Handle) -> Iterator[tuple[str, str]]:
                 open_streams -= 1
             else:
                 yield name, line
-        try:
-            container.wait()  # the log streams can end a moment before the state says so
-        except docker.errors.DockerException:
-            pass
     finally:
         c.close()
 

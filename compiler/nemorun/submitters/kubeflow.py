@@ -24,7 +24,7 @@ from nemorun.states import AppState, Handle, JobStatus
 from nemorun.submitters.base import SubmitterFeatures
 from nemorun.targets import kubeflow as target
 
-FEATURES = SubmitterFeatures()
+FEATURES = SubmitterFeatures(find=True)
 
 JOBSET_NAME_LABEL = "jobset.sigs.k8s.io/jobset-name"
 REPLICATED_JOB_LABEL = "jobset.sigs.k8s.io/replicatedjob-name"
@@ -113,6 +113,24 @@ def submit(rendered: Rendered, job: Optional[Job] = None) -> Handle:
         if cm_name:  # leave nothing behind for a job that does not exist
             _call(clients, f"deleting ConfigMap {ns}/{cm_name}", clients.core.delete_namespaced_config_map, cm_name, ns, ok=(404,))
         raise
+    return Handle(backend="kubeflow", id=f"{ns}/{name}", data={"namespace": ns, "name": name, "configmap": cm_name, "host": clients.host})
+
+
+def find(job: Job) -> Optional[Handle]:
+    """The TrainJob a crashed launch may have created: its name (``<job>-<experiment id>``,
+    from the same pure render as the submission) is unique, and Trainer keeps finished
+    TrainJobs, so one GET tells. (A resubmission would be refused with 409 anyway; this lets
+    ``--resume`` adopt it instead of failing.)"""
+    trainjob, configmap = target.manifests(target.render(job))
+    ns, name = trainjob["metadata"]["namespace"], trainjob["metadata"]["name"]
+    clients = _clients()
+    found = _call(
+        clients, f"reading TrainJob {ns}/{name}", clients.custom.get_namespaced_custom_object,
+        target.API_GROUP, target.API_VERSION, ns, target.PLURAL, name, ok=(404,),
+    )  # fmt: skip
+    if found is None:
+        return None
+    cm_name = configmap["metadata"]["name"] if configmap is not None else None
     return Handle(backend="kubeflow", id=f"{ns}/{name}", data={"namespace": ns, "name": name, "configmap": cm_name, "host": clients.host})
 
 

@@ -2,7 +2,9 @@
 
 The SDK is imported inside functions (``pip install nemorun[lepton]``). The client takes its
 workspace from ``lep login`` or ``LEPTON_WORKSPACE_ID`` / ``_TOKEN`` / ``_URL``; the handle keeps the
-workspace id and URL, never the token.
+workspace id and URL, never the token. The token is registered with :mod:`nemorun.secrets` as soon
+as the client holds it, so no error message, record or stderr line carries it, in any encoding
+the service may echo it in.
 
 Flow: :func:`resolve`, before rendering: node group name -> id (``nodegroup.list_all``; skipped when
 ``node_group_id`` is set); :func:`submit`: ``job.create`` with the recorded ``job.json`` (the SDK
@@ -15,16 +17,18 @@ given). Its errors carry the whole HTTP reply; they become one line with the ser
 from __future__ import annotations
 
 import json
+import os
 import time
 from typing import Any, Callable, Iterator, Optional, Sequence, TypeVar
 
-from nemorun.errors import SubmitError
+from nemorun import secrets
+from nemorun.errors import SubmitError, one_line
 from nemorun.ir import Job, Rendered
 from nemorun.states import AppState, Handle, JobStatus
 from nemorun.submitters.base import SubmitterFeatures
-from nemorun.targets.lepton import ARTIFACT, has_placeholder, with_node_group_id
+from nemorun.targets.lepton import ARTIFACT, has_placeholder, job_id, with_node_group_id
 
-FEATURES = SubmitterFeatures(resolve=True)
+FEATURES = SubmitterFeatures(resolve=True, find=True)
 
 T = TypeVar("T")
 RETRY_STATUS = frozenset({429, 502, 503, 504})
@@ -55,14 +59,21 @@ def _client(workspace_id: Optional[str] = None, url: Optional[str] = None) -> An
         from leptonai.api.v2.client import APIClient
     except ImportError:
         raise SubmitError("the lepton executor needs the leptonai SDK: install nemorun[lepton]") from None
+    # the token as the SDK will find it (alone, or after the colon of an "id:token" credential),
+    # registered before the SDK can fail with a message that quotes it
+    credential = workspace_id or os.environ.get("LEPTON_WORKSPACE_ID") or ""
+    secrets.register(os.environ.get("LEPTON_WORKSPACE_TOKEN"))
+    secrets.register(credential.partition(":")[2])
     try:
-        return APIClient(workspace_id=workspace_id, url=url)
+        client = APIClient(workspace_id=workspace_id, url=url)
     except Exception as exc:  # WorkspaceConfigurationError and friends: no workspace configured
         raise SubmitError(f"lepton: no workspace: {_first_line(exc)}") from None
+    secrets.register(client.auth_token)
+    return client
 
 
 def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return secrets.scrub((str(exc).strip().splitlines() or [type(exc).__name__])[0])
 
 
 def _service_message(exc: BaseException) -> tuple[Optional[int], str]:
@@ -75,7 +86,7 @@ def _service_message(exc: BaseException) -> tuple[Optional[int], str]:
         text = body.get("message") or body.get("error") or json.dumps(body) if isinstance(body, dict) else response.text
     except ValueError:
         text = response.text
-    return int(response.status_code), " ".join(str(text).split())
+    return int(response.status_code), one_line(" ".join(str(text).split()))
 
 
 def _call(what: str, client: Any, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -144,6 +155,20 @@ def submit(rendered: Rendered, job: Job) -> Handle:
     created = _call(f"job {body['metadata']['id']}", client, client.job.create, spec)
     job_id = str(created.metadata.id_ or body["metadata"]["id"])
     return Handle(backend="lepton", id=job_id, data={"workspace_id": client.workspace_id, "url": client.url})
+
+
+def find(job: Job) -> Optional[Handle]:
+    """The job a crashed launch may have created: nemorun names it (``metadata.id``, from the
+    experiment id and job name), so one ``job.get`` tells; 404 means it was never created."""
+    client = _client()
+    name = job_id(job)
+    try:
+        found = _call(f"looking for job {name}", client, client.job.get, name)
+    except SubmitError as exc:
+        if _is_not_found(exc):
+            return None
+        raise
+    return Handle(backend="lepton", id=str(found.metadata.id_ or name), data={"workspace_id": client.workspace_id, "url": client.url})
 
 
 def _handle_client(handle: Handle) -> Any:

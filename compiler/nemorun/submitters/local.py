@@ -3,7 +3,8 @@
 The job runs in its own session (so Ctrl-C on nemorun or nemorun's exit does not touch it)
 under a small bash wrapper that writes the exit code into the job folder when the job ends.
 That file, not a live nemorun process, is how the exit code reaches the record — also for jobs
-that end long after nemorun returned.
+that end long after nemorun returned. A job with retries re-runs its task inside ``launch.sh``
+(see ``nemorun.targets.local``); the ``attempts`` file it keeps is what status shows as detail.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from nemorun.errors import SubmitError
 from nemorun.ir import Job, Rendered
 from nemorun.states import AppState, Handle, JobStatus
 from nemorun.submitters.base import SubmitterFeatures
+from nemorun.targets.local import ATTEMPTS_FILE
 
 FEATURES = SubmitterFeatures(stream=True, find=True)
 
@@ -79,16 +81,34 @@ def _alive(handle: Handle) -> bool:
     return state != "Z"
 
 
+def attempts(job_dir: Path) -> list[int]:
+    """Exit codes of the finished attempts of a job that retries (launch.sh appends one line
+    ``attempt N exit RC`` each); empty for a job without retries."""
+    try:
+        lines = (job_dir / ATTEMPTS_FILE).read_text().splitlines()
+    except OSError:
+        return []
+    return [int(words[3]) for words in (line.split() for line in lines) if len(words) == 4 and words[3].lstrip("-").isdigit()]
+
+
+def _attempts_detail(codes: list[int], running: bool) -> str:
+    if not codes:
+        return ""
+    tried = f"{len(codes)} attempt{'s' if len(codes) > 1 else ''} (exit {', '.join(str(c) for c in codes)})"
+    return f"retrying after {tried}" if running else tried
+
+
 def status_of(handle: Handle) -> JobStatus:
     job_dir = Path(handle.data["job_dir"])
     code_file = job_dir / EXIT_CODE_FILE
     if code_file.exists():
         code = int(code_file.read_text().strip() or "1")
+        tried = _attempts_detail(attempts(job_dir), running=False)
         if (job_dir / CANCELLED_FILE).exists():
-            return JobStatus(AppState.CANCELLED, code, "cancelled")
-        return JobStatus(AppState.SUCCEEDED if code == 0 else AppState.FAILED, code)
+            return JobStatus(AppState.CANCELLED, code, "; ".join(filter(None, ("cancelled", tried))))
+        return JobStatus(AppState.SUCCEEDED if code == 0 else AppState.FAILED, code, tried)
     if _alive(handle):
-        return JobStatus(AppState.RUNNING)
+        return JobStatus(AppState.RUNNING, None, _attempts_detail(attempts(job_dir), running=True))
     if (job_dir / CANCELLED_FILE).exists():
         return JobStatus(AppState.CANCELLED, None, "killed after the grace period")
     # The wrapper is gone without writing an exit code: killed with SIGKILL, or the machine rebooted.

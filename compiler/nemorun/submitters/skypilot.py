@@ -11,13 +11,21 @@ seconds, so it happens inside these functions only.
   ``sky.jobs.queue`` / ``sky.jobs.tail_logs`` / ``sky.jobs.cancel``.
 
 The task is built with ``sky.Task.from_yaml_config`` from the recorded ``task.yaml``: what is
-submitted is what was rendered. :func:`launch_call` and friends return the SDK function name and
+submitted is what was rendered. Packaged code: before launching, :func:`unpack_code` unpacks the
+recorded archive into the workdir the render named (``<record job dir>/code``); the SkyPilot
+client then uploads that folder like any workdir. :func:`launch_call` and friends return the SDK function name and
 its keyword arguments, so tests bind them to the real SDK signatures without a server.
 """
 from __future__ import annotations
 
+import hashlib
+import os
 import re
-from typing import Any, Iterator, Mapping, Sequence
+import shutil
+import tarfile
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Optional, Sequence
 
 import yaml
 
@@ -25,7 +33,7 @@ from nemorun.errors import SubmitError
 from nemorun.ir import Job, Rendered
 from nemorun.states import AppState, Handle, JobStatus
 from nemorun.submitters.base import SubmitterFeatures
-from nemorun.targets.skypilot import cluster_name
+from nemorun.targets.skypilot import CODE_DIR, cluster_name
 
 FEATURES = SubmitterFeatures()
 
@@ -136,8 +144,61 @@ def task_from(sky: Any, rendered: Rendered) -> Any:
         raise SubmitError(f"SkyPilot rejected task.yaml: {_first_line(exc)}") from None
 
 
+# next to the unpacked folder (not in it: everything in it is synced to the nodes)
+CODE_STAMP = ".code.sha256"
+SKYIGNORE = ".skyignore"
+
+
+def _sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def unpack_code(job: Job) -> Optional[Path]:
+    """Unpack the job's archive into ``<record job dir>/code`` (the task's workdir), unless it
+    is already there with the same digest (a resumed launch). None when nothing is shipped.
+
+    The archive's digest is checked first: the record is what was planned, and code that changed
+    since would run under the planned digest. Unpacking goes to a temporary folder renamed into
+    place, so a half-unpacked folder is never synced. Unless the archive brings its own
+    ``.skyignore``, an empty one is added: the packager already chose the files, and without it
+    SkyPilot would drop whatever the folder's ``.gitignore`` names."""
+    pkg = job.package
+    if not pkg.archive:
+        return None
+    dest, stamp = Path(job.job_dir, CODE_DIR), Path(job.job_dir, CODE_STAMP)
+    if dest.is_dir() and stamp.is_file() and stamp.read_text().strip() == pkg.sha256:
+        return dest
+    try:
+        found = _sha256(pkg.archive)
+    except OSError as exc:
+        raise SubmitError(f"job {job.name}: cannot read its code archive {pkg.archive}: {exc.strerror or exc}") from None
+    if found != pkg.sha256:
+        raise SubmitError(f"job {job.name}: code archive {pkg.archive} has sha256 {found}, not the planned {pkg.sha256}")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".code-", dir=dest.parent))
+    try:
+        with tarfile.open(pkg.archive, mode="r:gz") as tar:
+            tar.extractall(tmp, filter="data")
+        if not (tmp / SKYIGNORE).exists():
+            (tmp / SKYIGNORE).write_text("")
+        stamp.unlink(missing_ok=True)
+        if dest.exists():
+            shutil.rmtree(dest)
+        os.replace(tmp, dest)
+    except (OSError, tarfile.TarError) as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise SubmitError(f"job {job.name}: unpacking {pkg.archive} into {dest} failed: {exc}") from None
+    stamp.write_text(f"{pkg.sha256}\n")
+    return dest
+
+
 def submit(rendered: Rendered, job: Job) -> Handle:
     sky = _sky()
+    unpack_code(job)
     task = task_from(sky, rendered)
     dotted, kwargs = launch_call(job)
     job_id, _resource_handle = _run(sky, f"{dotted} of {job.name}", dotted, task, **kwargs)

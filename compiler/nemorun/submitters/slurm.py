@@ -23,7 +23,7 @@ from nemorun.targets.slurm import (
     ARRAY_STDERR, ARRAY_STDOUT, CODE_DIR, SBATCH_SCRIPT, STDERR, STDOUT, remote_archive, remote_job_dir,
 )
 
-FEATURES = SubmitterFeatures(stream=True, array_task_handle=True)
+FEATURES = SubmitterFeatures(stream=True, array_task_handle=True, find=True)
 
 # Slurm job states -> AppState (as TorchX's slurm_scheduler); anything else is UNKNOWN
 SLURM_STATES: Mapping[str, AppState] = {
@@ -57,6 +57,11 @@ def submit(rendered: Rendered, job: Job) -> Handle:
     job_id = r.stdout.strip().split(";", 1)[0]
     if not job_id.isdigit():
         raise SubmitError(f"sbatch on {tunnel.label} printed no job id for job {job.name}: {one_line(r.stdout + r.stderr)}")
+    return _handle(job, tunnel, job_id, code)
+
+
+def _handle(job: Job, tunnel: tunnels.Tunnel, job_id: str, code: Optional[dict[str, object]]) -> Handle:
+    remote = remote_job_dir(job)
     return Handle(
         backend="slurm",
         id=job_id,
@@ -69,6 +74,49 @@ def submit(rendered: Rendered, job: Job) -> Handle:
             **({"code": code} if code else {}),
         },
     )
+
+
+# the id of a job found only by the logs it left (slurmctld forgot it, no accounting): status
+# reports it UNKNOWN without asking Slurm about an id it never had
+ENDED_UNLISTED = "ended-unlisted"
+
+
+def find(job: Job) -> Optional[Handle]:
+    """The job a crashed launch may have submitted, found by its batch script's path.
+
+    slurmctld keeps every job's ``Command`` (the script path sbatch was given), and nemorun
+    alone writes ``<remote job dir>/sbatch.sh`` — unique per experiment and job, which the
+    user-settable job name and comment are not — so ``squeue`` finds the job without
+    accounting. A job that ended longer than ``MinJobAge`` ago has left squeue: then the logs it
+    wrote in its job dir (Slurm creates them when the job starts) still prove it ran. Raises
+    SubmitError when the cluster cannot be asked: resubmitting blind could run the job twice.
+    """
+    tunnel = tunnels.open_tunnel(job.executor.tunnel)
+    remote = remote_job_dir(job)
+    script = posixpath.join(remote, SBATCH_SCRIPT)
+    r = tunnel.run(["squeue", "-h", "-t", "all", "-o", "%F|%o"])
+    if r.rc != 0:
+        raise SubmitError(f"squeue on {tunnel.label} failed while looking for job {job.name}: {one_line(r.stderr or r.stdout)}")
+    for line in r.stdout.splitlines():
+        base_id, _, command = line.strip().partition("|")
+        if base_id.isdigit() and (command == script or (not script.startswith("/") and command.endswith("/" + script))):
+            return _handle(job, tunnel, base_id, _shipped(job))
+    if job.array_tasks:
+        logs = {p.replace("%a", str(i)) for p in (ARRAY_STDOUT, ARRAY_STDERR) for i in range(len(job.array_tasks))}
+    else:
+        logs = {STDOUT, STDERR}
+    listed = tunnel.run(["ls", "-1", remote])
+    if listed.rc == 0 and logs & set(listed.stdout.split()):
+        return _handle(job, tunnel, ENDED_UNLISTED, _shipped(job))
+    return None
+
+
+def _shipped(job: Job) -> Optional[dict[str, object]]:
+    """What ``ship_code`` would have recorded for a job found after a crash (whether the
+    archive was uploaded then is not known)."""
+    if not job.package.archive:
+        return None
+    return {"archive": str(remote_archive(job)), "sha256": job.package.sha256}
 
 
 def ship_code(tunnel: tunnels.Tunnel, job: Job) -> dict[str, object]:
@@ -164,7 +212,12 @@ def status(handles: Sequence[Handle]) -> dict[str, JobStatus]:
         groups.setdefault(repr(sorted(h.data["tunnel"].items())), []).append(h)
     out: dict[str, JobStatus] = {}
     for group in groups.values():
-        out.update(_status_on(_tunnel(group[0]), [h.id for h in group]))
+        ids = [h.id for h in group if not h.id.startswith(ENDED_UNLISTED)]
+        if ids:
+            out.update(_status_on(_tunnel(group[0]), ids))
+    for h in handles:
+        if h.id.startswith(ENDED_UNLISTED):
+            out[h.id] = JobStatus(AppState.UNKNOWN, None, "ran (its logs exist) and was forgotten by slurmctld before a resume found it")
     return out
 
 

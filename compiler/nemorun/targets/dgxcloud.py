@@ -20,11 +20,24 @@ Distributed shape: Run:ai's PyTorch workloads are Kubeflow PyTorchJobs — one m
 ``numWorkers`` workers — so ``nodes`` pods are 1 master (``masterSpecSameAsWorker``) and
 ``nodes - 1`` workers; ``minReplicas = maxReplicas = numWorkers`` pins the size (no elasticity).
 
+Name: ``<experiment>-<job>`` cut to fit, then 6 hex digits of the experiment id and job name, so
+two experiments of the same name never share a name prefix: crash recovery (the submitter's
+``find``) looks the workload up by that prefix (Run:ai appends random characters to it).
+
 Command: the API takes ``command`` and ``args`` as single strings and splits them shell-style.
 A plain argv becomes ``command`` = its first word and ``args`` = the rest, shell-quoted; a
-command the shell must expand (launcher variables) runs under ``bash -c``. Nothing ships files
-to the pod, so a function task's ``function.yaml`` travels in the environment variable
-``NEMORUN_FUNCTION_SPEC`` and the command writes it to a file before starting the entry point.
+command the shell must expand (launcher variables) runs under ``bash -c``. Without a job folder
+on a PVC nothing ships files to the pod, so a function task's ``function.yaml`` travels in the
+environment variable ``NEMORUN_FUNCTION_SPEC`` and the command writes it to a file before
+starting the entry point.
+
+Code and job folders on a PVC (``pvc_nemo_run_dir``, under a writable ``pvcs[].path``). nemorun
+launches from a pod that mounts the same PVC at the same path (as NeMo-Run does): at submission
+the submitter unpacks the archive into ``<pvc_nemo_run_dir>/<experiment>/<id>/<job>/code`` and
+writes this render's other artifacts (a function task's ``function.yaml`` and
+``nemorun_entry.py``) into that job folder. The render only names those paths: ``workingDir`` is
+the code folder (``packager=git|pattern|hybrid``), the function task runs the files in the job
+folder, and the annotation ``nemorun/code-sha256`` names the code's digest.
 
 Secrets: ``env_vars: {NAME: {secret: s, key: k}}`` becomes the ``EnvironmentVariable`` secret
 source ``{"name": NAME, "secret": {"name": s, "key": k}}`` (a Kubernetes Secret in the project's
@@ -34,11 +47,13 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import hashlib
+import posixpath
 import re
-from typing import Any, Mapping
+from typing import Any, Mapping, Optional
 
-from nemorun.capabilities import Capabilities, Evidence
-from nemorun.command import function_spec_text, task_argv
+from nemorun.capabilities import ARCHIVE_PACKAGERS, Capabilities, Evidence
+from nemorun.command import FUNCTION_SPEC, function_artifacts, function_spec_text, task_argv, write_entry_line
 from nemorun.errors import ArtifactError, ConfigError
 from nemorun.ir import Job, Rendered
 from nemorun.launchers import setup_lines, wrap
@@ -74,13 +89,16 @@ SPEC_KEYS = {
 }
 
 
+CODE_DIR = "code"
+CODE_ANNOTATION = "nemorun/code-sha256"
+
 CAPABILITIES = Capabilities(
     executor="dgxcloud",
-    # the request carries no code; the image or a PVC must hold it
-    packagers=("none",),
+    # the submitter unpacks the archive on a PVC (pvc_nemo_run_dir) the workload mounts
+    packagers=("none", *ARCHIVE_PACKAGERS),
     retries="spec.backoffLimit (pod restarts before the workload fails)",
     secret_store=True,
-    evidence=Evidence(retries=('"backoffLimit": {n}',)),
+    evidence=Evidence(retries=('"backoffLimit": {n}',), code=(f'"name": "{CODE_ANNOTATION}"', '"value": "{sha256}"', f'/{CODE_DIR}"')),
 )
 
 
@@ -103,23 +121,56 @@ def with_ids(job: Job, project_id: str, cluster_id: str) -> Job:
 
 
 def workload_name(job: Job) -> str:
-    """A Kubernetes-style name (lower-case letters, digits, '-'; starts with a letter)."""
+    """A Kubernetes-style name (lower-case letters, digits, '-'; starts with a letter) ending in
+    6 hex digits of the experiment id and job name: unique per experiment, found again by it."""
+    digest = hashlib.sha256(f"{job.experiment_id}/{job.name}".encode()).hexdigest()[:6]
     base = job.name if job.name == job.experiment_name else f"{job.experiment_name}-{job.name}"
     name = re.sub(r"[^a-z0-9-]+", "-", base.lower()).strip("-")
     name = re.sub(r"-{2,}", "-", name)
     if not name or not name[0].isalpha():
         name = f"job-{name}".rstrip("-")
-    return name[:MAX_NAME].rstrip("-")
+    return f"{name[: MAX_NAME - 7].rstrip('-')}-{digest}"
+
+
+def pvc_job_dir(job: Job) -> Optional[str]:
+    """The job's folder on the PVC (``<pvc_nemo_run_dir>/<experiment>/<id>/<job>``), the same
+    path in the launching pod and in the workload; None without ``pvc_nemo_run_dir``."""
+    base = job.executor.pvc_nemo_run_dir
+    return posixpath.join(str(base), job.experiment_name, job.experiment_id, job.name) if base else None
+
+
+def code_dir(job: Job) -> Optional[str]:
+    """Where the submitter unpacks the shipped archive (None: no code is shipped)."""
+    folder = pvc_job_dir(job)
+    return posixpath.join(folder, CODE_DIR) if folder and job.package.archive else None
+
+
+def working_dir(job: Job) -> Optional[str]:
+    """``workingDir`` of the workload: the unpacked code (its ``workdir_subpath``), else
+    ``executor.workdir``, else the image's (None)."""
+    code, ex = code_dir(job), job.executor
+    if job.package.archive and code is None:
+        raise ConfigError(f"packager={job.package.kind} on executor=dgxcloud unpacks the code on a PVC the workload mounts: "
+                          "set executor.pvc_nemo_run_dir to a folder under one of executor.pvcs[].path")  # fmt: skip
+    if code is None:
+        return ex.workdir or None
+    if ex.workdir:
+        raise ConfigError(f"executor.workdir={ex.workdir} and packager={job.package.kind} both set the workload's working "
+                          f"directory; drop executor.workdir (the code is unpacked into {code})")  # fmt: skip
+    return posixpath.join(code, job.package.workdir_subpath).rstrip("/")
 
 
 def command_fields(job: Job) -> dict[str, str]:
     """Run:ai takes ``command`` and ``args`` as strings. Anything that needs a shell (the
     launcher's rendezvous lines, shell variables, writing a function task's spec) becomes one
-    ``bash -c`` script; a plain argv stays a plain command."""
-    argv = wrap(job, task_argv(job, FUNCTION_SPEC_PATH), form="dgxcloud")
+    ``bash -c`` script; a plain argv stays a plain command. With a job folder on the PVC, a
+    function task runs the spec and entry point the submitter wrote there."""
+    folder = pvc_job_dir(job)
+    spec_path = posixpath.join(folder, FUNCTION_SPEC) if folder else FUNCTION_SPEC_PATH
+    argv = wrap(job, task_argv(job, spec_path), form="dgxcloud")
     lines = setup_lines(job, "dgxcloud")
-    if job.task.kind == "function":
-        lines = [*lines, f'printf %s "${FUNCTION_SPEC_ENV}" > {FUNCTION_SPEC_PATH}']
+    if job.task.kind == "function" and not folder:
+        lines = [*lines, f'printf %s "${FUNCTION_SPEC_ENV}" > {FUNCTION_SPEC_PATH}', write_entry_line()]
     if lines or any(isinstance(a, Raw) for a in argv):
         script = "; ".join(["set -euo pipefail", *lines, f"exec {shjoin(argv)}"])
         return {"command": "bash", "args": shjoin(["-c", script])}
@@ -152,10 +203,13 @@ def build_request(job: Job) -> dict[str, Any]:
     ex, res = job.executor, job.resources
     kind = workload_kind(res.nodes)
     spec: dict[str, Any] = {"image": job.image, **command_fields(job)}
-    if ex.workdir:
-        spec["workingDir"] = ex.workdir
+    workdir = working_dir(job)
+    if workdir:
+        spec["workingDir"] = workdir
+    if job.package.archive:
+        spec["annotations"] = [{"name": CODE_ANNOTATION, "value": str(job.package.sha256)}]
     env = dict(job.env)
-    if job.task.kind == "function":
+    if job.task.kind == "function" and not pvc_job_dir(job):
         env[FUNCTION_SPEC_ENV] = function_spec_text(job.task)
     variables = [{"name": k, "value": v} for k, v in env.items()]
     variables += [{"name": k, "secret": {"name": r.name, "key": r.key}} for k, r in job.secrets.items()]
@@ -194,11 +248,16 @@ def render(job: Job) -> Rendered:
     kind = workload_kind(job.resources.nodes)
     body = render_template("dgxcloud/workload.json.j2", request=build_request(job))
     lookup = "" if ex.project_id else f" (projectId/clusterId looked up from project '{ex.project_name}' at submission)"
+    folder = pvc_job_dir(job)
+    # written by the submitter into the job folder on the PVC
+    files = function_artifacts(job) if folder else {}
+    shipped = f"unpack the code into {code_dir(job)}, " if code_dir(job) else ""
+    placed = f"write {', '.join(files)} into {folder}, " if files else ""
     return Rendered(
         target="dgxcloud",
         job_name=job.name,
-        artifacts={ARTIFACT: body},
-        submit_command=f"POST {ex.base_url.rstrip('/')}/workloads/{kind} < {ARTIFACT}{lookup}",
+        artifacts={ARTIFACT: body, **files},
+        submit_command=f"{shipped}{placed}POST {ex.base_url.rstrip('/')}/workloads/{kind} < {ARTIFACT}{lookup}",
     )
 
 

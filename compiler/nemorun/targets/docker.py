@@ -7,14 +7,17 @@ is sent. Only set options appear. Options: :class:`nemorun.schemas.docker.Docker
 - ``command``: the task under its launcher (``launchers.wrap(..., "docker")``) as an argv, no
   shell in between; a shell (``executor.shell``, default ``bash``; ``sh`` for busybox-like images)
   runs inline tasks, non-Python scripts, and commands with words the shell must expand.
-- Code: with a packager, the submitter unpacks the archive into ``<job dir>/code`` on the engine's
-  machine, bound read-only at ``/nemorun/code`` (the working directory unless ``working_dir`` is
-  set). Function tasks also get the job folder read-only at ``/nemorun/job`` for ``function.yaml``;
-  their image needs Python with nemorun importable. Bind sources are paths on this machine: the
-  engine must run here (a remote ``DOCKER_HOST`` does not see them).
+- Code: with a packager, the submitter places the unpacked archive at ``<job dir>/code`` on the
+  engine's machine (a link to the tree unpacked once per digest), bound read-only at
+  ``/nemorun/code`` (the working directory unless ``working_dir`` is set). Function tasks also get
+  the job folder read-only at ``/nemorun/job``: ``function.yaml`` and the entry point shipped with
+  it (``nemorun_entry.py``), so any image with Python 3.9+ runs them; nemorun need not be in the
+  image. Bind sources are paths on this machine: the engine must run here (a remote
+  ``DOCKER_HOST`` does not see them).
 - ``num_gpus``: a device request in docker-py's dict form (``DeviceRequest(**d)``), count ``-1`` =
   all GPUs, capability ``gpu`` (what ``docker run --gpus`` sends).
-- ``retries``: restart policy ``on-failure`` with ``MaximumRetryCount``.
+- ``retries``: restart policy ``on-failure`` with ``MaximumRetryCount``: the engine runs the same
+  container again after a non-zero exit (same writable layer; the code mount is read-only).
 - ``network``: rendered as ``network_mode`` (HostConfig only; docker-py's ``network`` keyword also
   sends an ``{"<net>": null}`` NetworkingConfig that is not in the Engine API schema).
 - Labels ``nemorun.experiment-id``, ``nemorun.experiment-name``, ``nemorun.job`` (over the user's):

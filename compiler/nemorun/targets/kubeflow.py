@@ -8,9 +8,20 @@ Artifacts:
   settings (volumes, the code mount, tolerations, node selector, affinity) go into one
   ``spec.runtimePatches`` entry (manager ``nemorun``) for the ``node`` replicated job — NOT
   ``podTemplateOverrides``, which Trainer v2.2 removed and a v2.2+ apiserver silently prunes.
-- ``configmap.yaml`` (when code or a function spec is shipped): the files of ``packager=configmap``
-  (see :mod:`nemorun.configmap_packaging` for the key mapping and the 1 MiB check) and, for
-  function tasks, ``.nemorun/function.yaml``; mounted read-only at ``executor.code_dir``.
+- ``configmap.yaml`` (when code or a function spec is shipped): the packaged files (see
+  :mod:`nemorun.configmap_packaging` for the key mapping and the 1 MiB check) and, for function
+  tasks, ``.nemorun/function.yaml`` and the entry point; mounted read-only at ``executor.code_dir``,
+  where the command starts. ``packager=configmap`` selects files itself; git/pattern/hybrid
+  archives arrive as their files, read by the packaging step (a cluster has nowhere to unpack a
+  tar.gz before the pod starts, and a ConfigMap needs no registry or shared file system).
+
+Pods with GPUs get a memory-backed ``/dev/shm`` (``emptyDir: {medium: Memory}``, sized by
+``executor.shm_size``, else bounded by the pod's memory like DGX Cloud's large /dev/shm): the
+container runtime's 64 MiB default breaks NCCL and DataLoader workers. ``numProcPerNode`` is what
+the launcher starts per node (``launcher.nproc_per_node``, else the GPUs per node).
+
+Retries are refused: ``runtimePatches`` reach only the pods' template, while a restart policy
+(JobSet ``failurePolicy.maxRestarts``, Job ``backoffLimit``) lives in the (Cluster)TrainingRuntime.
 
 Secrets: ``env_vars: {NAME: {secret: s, key: k}}`` becomes ``valueFrom.secretKeyRef`` in the
 trainer's env; the kubelet reads the Secret (in the TrainJob's namespace) when it starts a pod.
@@ -24,16 +35,17 @@ and arrive in ``job.package.files``.
 from __future__ import annotations
 
 import os
+import posixpath
 import re
 from typing import Any, Optional
 
 
 from nemorun import configmap_packaging as cmp
-from nemorun.capabilities import Capabilities, Evidence, check_packager
-from nemorun.command import function_spec_text, task_argv
+from nemorun.capabilities import ARCHIVE_PACKAGERS, Capabilities, Evidence, check_packager
+from nemorun.command import ENTRY_FILE, ENTRY_SOURCE, function_spec_text, task_argv
 from nemorun.errors import ArtifactError, ConfigError
 from nemorun.ir import Job, Rendered
-from nemorun.launchers import setup_lines, wrap
+from nemorun.launchers import nproc_per_node, setup_lines, wrap
 from nemorun.render import render_template, shjoin, shquote
 from nemorun.schemas.kubeflow import ConfigMapPackagerConfig, KubeflowExecutorConfig
 from nemorun.validate import parse_mapping_artifact
@@ -42,7 +54,11 @@ TRAINJOB, CONFIGMAP = "trainjob.yaml", "configmap.yaml"
 API_GROUP, API_VERSION, PLURAL = "trainer.kubeflow.org", "v1alpha1", "trainjobs"
 CONTAINER = "node"  # the trainer container and replicated job of every Trainer runtime
 CODE_VOLUME = "nemorun-code"
+SHM_VOLUME, SHM_PATH = "nemorun-dshm", "/dev/shm"
+# docker units (ir.Resources.shm_size) -> Kubernetes quantity suffix
+_SHM_UNITS = {"": "", "b": "", "k": "Ki", "m": "Mi", "g": "Gi"}
 FUNCTION_PATH = ".nemorun/function.yaml"
+ENTRY_PATH = f".nemorun/{ENTRY_FILE}"
 MAX_NAME = 45  # TrainJob names may have 63 chars; JobSet derives longer Job and pod names from it
 _RFC1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 _RFC1123 = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -50,10 +66,14 @@ _SECRET_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
 
 CAPABILITIES = Capabilities(
     executor="kubeflow",
-    # code in a ConfigMap mounted at executor.code_dir; an archive has nowhere to go
-    packagers=("none", "configmap"),
+    # the packaged files (configmap's own, or an archive's) in a ConfigMap mounted at executor.code_dir
+    packagers=("none", "configmap", *ARCHIVE_PACKAGERS),
+    # nemorun.packaging reads an archive packager's files (git, pattern, hybrid) into
+    # ir.Package.files before compiling: the ConfigMap carries them, not the tar.gz
+    code_in_artifact="files",
     retries=None,
-    no_retries_why="the TrainJob it renders sets no restart or backoff policy",
+    no_retries_why=("a TrainJob's runtimePatches reach only the pod template; JobSet failurePolicy and Job backoffLimit "
+                    "are set by the (Cluster)TrainingRuntime"),
     secret_store=True,
     evidence=Evidence(code=("# The job's code: {files} file(s)", "cd /nemorun/code")),
 )
@@ -78,12 +98,16 @@ def _bundle(job: Job, name: str) -> Optional[cmp.ConfigMapBundle]:
     packager = job.packager
     kind = packager.kind
     check_packager("kubeflow", kind)
-    extra = [(FUNCTION_PATH, function_spec_text(job.task).encode())] if job.task.kind == "function" else []
+    extra = ([(FUNCTION_PATH, function_spec_text(job.task).encode()), (ENTRY_PATH, ENTRY_SOURCE.encode())]
+             if job.task.kind == "function" else [])
     if kind == "none" and not extra:
         return None
     cfg = packager if isinstance(packager, ConfigMapPackagerConfig) else None
     if cfg is not None and job.package.kind != "configmap":
         raise ConfigError("packager=configmap: the job was compiled without its package (nemorun.packaging stages it before compiling)")
+    if kind in ARCHIVE_PACKAGERS and (job.package.kind != kind or not job.package.files):
+        raise ConfigError(f"packager={kind}: the job was compiled without the archive's files "
+                          "(nemorun.packaging reads them for executor=kubeflow before compiling)")  # fmt: skip
     found = cmp.bundle(cfg, files=dict(job.package.files), name_suffix=name, namespace=job.executor.namespace, extra=extra)
     script = job.task.script
     if cfg is not None and job.task.kind == "script" and script and not os.path.isabs(script) and not cmp.script_is_packaged(script, list(found.files)):
@@ -126,13 +150,32 @@ def _resources(job: Job) -> dict[str, dict[str, str]]:
     return {k: v for k, v in out.items() if v}
 
 
-def _pod_patch(ex: KubeflowExecutorConfig, bundle: Optional[cmp.ConfigMapBundle]) -> dict[str, Any]:
+def _shm_volume(job: Job) -> Optional[dict[str, Any]]:
+    """A memory-backed /dev/shm for pods with GPUs (or any pod, when shm_size is set); None when
+    the user mounts something there already (theirs wins)."""
+    ex = _executor(job)
+    size = ex.shm_size
+    if not (job.resources.gpus_per_node or size) or any(m.get("mountPath") == SHM_PATH for m in ex.volume_mounts):
+        return None
+    empty_dir: dict[str, Any] = {"medium": "Memory"}
+    if size:
+        number, unit = re.fullmatch(r"(\d+)([bkmg]?)", str(size).lower()).groups()  # type: ignore[union-attr]
+        empty_dir["sizeLimit"] = f"{number}{_SHM_UNITS[unit]}"
+    return {"name": SHM_VOLUME, "emptyDir": empty_dir}
+
+
+def _pod_patch(job: Job, bundle: Optional[cmp.ConfigMapBundle]) -> dict[str, Any]:
     """The pod spec patch of the ``node`` replicated job (``runtimePatches``)."""
+    ex = _executor(job)
     volumes = [dict(v) for v in ex.volumes]
     mounts = [dict(m) for m in ex.volume_mounts]
     if bundle is not None:
         volumes.append({"name": CODE_VOLUME, "configMap": {"name": bundle.name, "items": bundle.items()}})
         mounts.append({"name": CODE_VOLUME, "mountPath": ex.code_dir, "readOnly": True})
+    shm = _shm_volume(job)
+    if shm is not None:
+        volumes.append(shm)
+        mounts.append({"name": SHM_VOLUME, "mountPath": SHM_PATH})
     spec: dict[str, Any] = {}
     if mounts:
         spec["containers"] = [{"name": CONTAINER, "volumeMounts": mounts}]
@@ -152,8 +195,8 @@ def _shell(job: Job, bundle: Optional[cmp.ConfigMapBundle]) -> str:
     spec_path = f"{ex.code_dir.rstrip('/')}/{FUNCTION_PATH}"
     argv = wrap(job, task_argv(job, spec_path), form="kubernetes")
     lines = setup_lines(job, "kubernetes")
-    if bundle is not None and job.packager.kind == "configmap":
-        lines = [f"cd {shquote(ex.code_dir)}", *lines]
+    if bundle is not None and job.packager.kind != "none":
+        lines = [f"cd {shquote(posixpath.join(ex.code_dir, job.package.workdir_subpath).rstrip('/') or '/')}", *lines]
     return "\n".join([*lines, shjoin(argv)])
 
 
@@ -177,7 +220,8 @@ def render(job: Job) -> Rendered:
         "command": ["/bin/bash", "-c", _shell(job, bundle)],
         "env": _env(job),
         "resources": _resources(job),
-        "pod_patch": _pod_patch(ex, bundle),
+        "pod_patch": _pod_patch(job, bundle),
+        "nproc_per_node": nproc_per_node(job),
     }
     artifacts = {TRAINJOB: render_template("kubeflow/trainjob.yaml.j2", **context)}
     submit = f"kubectl create -n {shquote(ex.namespace)} -f {TRAINJOB}"

@@ -11,10 +11,25 @@ Options: :class:`nemorun.schemas.lepton.LeptonExecutorConfig`.
 - Replicas: ``completions = parallelism = nodes``; more than one node turns on
   ``intra_job_communication`` (replicas reach each other by name; the launcher's lepton form
   derives the rendezvous from ``LEPTON_JOB_*``).
-- Command: ``/bin/bash -c <script>``: ``pre_launch_commands``, the launcher's rendezvous lines,
-  for a function task a line writing its spec, then ``exec`` the command.
+- Command: ``/bin/bash -c <script>``: the shipped code (below), ``pre_launch_commands``, the
+  launcher's rendezvous lines, for a function task lines writing its spec and entry point into a
+  folder of this job in the replica's ``/tmp``, then ``exec`` the command.
 - Secrets: ``env_vars: {NAME: {secret: ref}}`` becomes ``value_from.secret_name_ref``; the value
   stays in the workspace's secret store.
+- GPUs: ``gpus_per_node`` defaults to the resource shape's count and must match it (schema).
+
+Code (``packager=git|pattern|hybrid``). The leptonai SDK has no storage-upload call, and a data
+mover job (NeMo-Run's way) is a second job to create, wait for and clean up, whose command carries
+the same base64 archive anyway. So the job's own command carries it: the archive's bytes travel
+in the IR (``ir.Package.archive_data``, read at packaging time: this module declares
+``code_in_artifact="bytes"``), base64-encoded in the script; the script unpacks them into
+``<nemo_run_dir>/<experiment>/<id>/<job>/code`` on the mounted storage (into the replica's own
+``/tmp`` without ``nemo_run_dir``), skipping that when ``.nemorun-sha256`` there already names
+the digest, and ``cd``s there. Replicas unpack into a private folder renamed into place, so
+concurrent replicas never see half an archive. Size limit: the script is ONE argument of
+``/bin/bash -c``, and Linux refuses a single argument longer than ``MAX_ARG_STRLEN`` (32 pages,
+131072 bytes including its NUL) with E2BIG when the container starts; a script that would not fit
+is refused at render time in one line instead of failing on the node.
 
 Node group id. Affinity takes node-group *ids*, which only the workspace knows. Rendering stays
 pure: when only ``node_group`` (a name) is set, the dry run shows the marked placeholder
@@ -26,18 +41,19 @@ once; ``submit`` sends exactly it. Setting
 """
 from __future__ import annotations
 
+import base64
 import dataclasses
 import hashlib
 import posixpath
 import re
-from typing import Any, Mapping
+from typing import Any, Mapping, Optional
 
-from nemorun.capabilities import Capabilities, Evidence
-from nemorun.command import REMOTE_FUNCTION_SPEC, task_argv, write_function_spec_line
-from nemorun.errors import ArtifactError
+from nemorun.capabilities import ARCHIVE_PACKAGERS, Capabilities, Evidence
+from nemorun.command import ENTRY_FILE, FUNCTION_SPEC, function_spec_text, task_argv, write_entry_line
+from nemorun.errors import ArtifactError, ConfigError
 from nemorun.ir import Job, Rendered, shm_mib
 from nemorun.launchers import setup_lines, wrap
-from nemorun.render import is_env_name, render_template, shjoin
+from nemorun.render import is_env_name, render_template, shjoin, shquote
 from nemorun.validate import parse_mapping_artifact
 
 ARTIFACT = "job.json"
@@ -51,14 +67,25 @@ RESERVED_MOUNT_PATHS = frozenset(
 )
 
 
+# Linux's MAX_ARG_STRLEN (32 * 4096): the longest single argument execve accepts, NUL included
+MAX_SCRIPT_BYTES = 32 * 4096 - 1
+CODE_DIR = "code"
+# the digest of the code unpacked in a code folder (written last, inside it, before it is renamed into place)
+CODE_MARKER = ".nemorun-sha256"
+# where replicas unpack the code when no nemo_run_dir is set (inside each replica's container)
+LOCAL_RUN_DIR = "/tmp/nemorun"
+
 CAPABILITIES = Capabilities(
     executor="lepton",
-    # the job body carries no code; the image or a mounted storage path must hold it
-    packagers=("none",),
+    # the archive travels base64-encoded in the job's command, unpacked on the node (see above)
+    packagers=("none", *ARCHIVE_PACKAGERS),
+    # packaging reads the archive's bytes into ir.Package.archive_data
+    code_in_artifact="bytes",
     retries="spec.max_job_failure_retry",
     secret_store=True,
-    evidence=Evidence(retries=('"max_job_failure_retry": {n}',)),
-)
+    evidence=Evidence(retries=('"max_job_failure_retry": {n}',),
+                      code=("{sha256}", "base64 -d | tar -xzf -", f"/{CODE_DIR}")),
+)  # fmt: skip
 
 
 def job_id(job: Job) -> str:
@@ -83,13 +110,71 @@ def with_node_group_id(job: Job, node_group_id: str) -> Job:
     return dataclasses.replace(job, executor=dataclasses.replace(job.executor, node_group_id=node_group_id))
 
 
+def job_dir(job: Job) -> str:
+    """The job's folder on the node: ``<nemo_run_dir>/<experiment>/<id>/<job>`` on the mounted
+    storage, or under the replica's own ``/tmp`` without ``nemo_run_dir``."""
+    base = job.executor.nemo_run_dir or LOCAL_RUN_DIR
+    return posixpath.join(str(base), job.experiment_name, job.experiment_id, job.name)
+
+
+def code_dir(job: Job) -> Optional[str]:
+    """Where the shipped code is unpacked on the node (None: no code is shipped)."""
+    if not job.package.archive:
+        return None
+    return posixpath.join(job_dir(job), CODE_DIR)
+
+
+def unpack_lines(job: Job) -> list[str]:
+    """Shell lines that put the shipped archive into :func:`code_dir` (unless a replica or an
+    earlier attempt already did, with the same digest) and ``cd`` into the working directory."""
+    pkg = job.package
+    if pkg.archive_data is None:
+        raise ConfigError(f"packager={pkg.kind}: the job was compiled without the archive's bytes (nemorun.packaging reads them for executor=lepton)")
+    code, sha = str(code_dir(job)), str(pkg.sha256)
+    encoded = base64.b64encode(pkg.archive_data).decode("ascii")
+    workdir = posixpath.join(code, pkg.workdir_subpath).rstrip("/")
+    have = f'"$(cat "$nemorun_code"/{CODE_MARKER} 2>/dev/null)"'
+    return [
+        f"nemorun_code={shquote(code)}",
+        f"if [ {have} != {sha} ]; then",
+        '  nemorun_tmp="$nemorun_code.tmp-${HOSTNAME:-replica}-$$"',
+        '  rm -rf "$nemorun_tmp" && mkdir -p "$nemorun_tmp"',
+        f"  printf %s {encoded} | base64 -d | tar -xzf - -C \"$nemorun_tmp\"",
+        f'  printf "%s\\n" {sha} > "$nemorun_tmp"/{CODE_MARKER}',
+        '  mv -T "$nemorun_tmp" "$nemorun_code" 2>/dev/null || rm -rf "$nemorun_tmp"',
+        f'  [ {have} = {sha} ] || {{ echo "nemorun: $nemorun_code holds code other than sha256 {sha}" >&2; exit 1; }}',
+        "fi",
+        f"cd {shquote(workdir)}",
+    ]
+
+
+def function_dir(job: Job) -> str:
+    """Where the command writes a function task's spec and entry point: in the replica's own
+    ``/tmp`` (replicas sharing a mount would write one file at once), in a folder of this job."""
+    return posixpath.join(LOCAL_RUN_DIR, job.experiment_name, job.experiment_id, job.name)
+
+
 def command(job: Job) -> list[str]:
-    argv = wrap(job, task_argv(job, REMOTE_FUNCTION_SPEC), form="lepton")
-    lines = ["set -euo pipefail", *job.executor.pre_launch_commands, *setup_lines(job, "lepton")]
+    folder = function_dir(job)
+    spec = posixpath.join(folder, FUNCTION_SPEC)
+    argv = wrap(job, task_argv(job, spec), form="lepton")
+    # the code first, so pre_launch_commands run in it (pip install -r requirements.txt)
+    lines = ["set -euo pipefail", *(unpack_lines(job) if job.package.archive else []), *job.executor.pre_launch_commands]
+    lines.extend(setup_lines(job, "lepton"))
     if job.task.kind == "function":
-        lines.append(write_function_spec_line(job.task))
+        lines += [f"mkdir -p {shquote(folder)}", f"printf '%s' {shquote(function_spec_text(job.task))} > {shquote(spec)}",
+                  write_entry_line(posixpath.join(folder, ENTRY_FILE))]  # fmt: skip
     lines.append(f"exec {shjoin(argv)}")
-    return ["/bin/bash", "-c", "\n".join(lines)]
+    script = "\n".join(lines)
+    size = len(script.encode())
+    if size > MAX_SCRIPT_BYTES:
+        data = job.package.archive_data
+        what = f"with the code archive ({len(data)} bytes, {len(base64.b64encode(data))} in base64) " if data else ""
+        fix = ("ship fewer files (packager include_pattern/subpath), or put the code in the image or on executor.mounts "
+               "and use packager=none") if data else "shorten pre_launch_commands or the function task's params"  # fmt: skip
+        raise ConfigError(f"the Lepton job's command {what}is {size} bytes, over the {MAX_SCRIPT_BYTES} Linux allows for "
+                          f"one argument (MAX_ARG_STRLEN); {fix}")  # fmt: skip
+    return ["/bin/bash", "-c", script]
 
 
 def _envs(job: Job) -> list[dict[str, Any]]:

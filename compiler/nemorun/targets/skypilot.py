@@ -7,26 +7,37 @@ Artifact: ``task.yaml`` — a SkyPilot 0.14 task (``sky launch task.yaml`` reads
 Options: :class:`nemorun.schemas.skypilot.SkypilotExecutorConfig`.
 
 ``run`` is a bash script: the launcher's rendezvous lines (head node from ``$SKYPILOT_NODE_IPS``)
-and, for a function task, a line that writes its spec on the node (nothing else ships files),
-then the command. Cluster options (``cluster_name``, autostop, ``down``, ``managed``) are not part
-of a task YAML; they are arguments of ``sky.launch`` / ``sky.jobs.launch``, shown in the submit
+and, for a function task, lines that write its spec and the entry point on the node, then the
+command. Cluster options (``cluster_name``, autostop, ``down``, ``managed``) are not part of a
+task YAML; they are arguments of ``sky.launch`` / ``sky.jobs.launch``, shown in the submit
 command and applied by the submitter.
+
+Packaged code (git/pattern/hybrid) ships the way SkyPilot ships any code: as the task's
+``workdir``, which the SkyPilot client uploads (to a remote API server, then to the nodes) and
+``run`` starts in. The workdir is ``<record job dir>/code``, where the submitter unpacks the
+archive before launching (:func:`code_dir`); the render only names it, so it stays pure.
+
+Retries are SkyPilot's own: a managed job's ``resources.job_recovery.max_restarts_on_errors``
+(the jobs controller relaunches a job whose run failed). A job on a cluster has no restarter,
+so the schema refuses retries without ``managed=true``.
 """
 from __future__ import annotations
 
+import posixpath
 import re
-from typing import Any
+from typing import Any, Optional
 
-
-from nemorun.capabilities import Capabilities
-from nemorun.command import REMOTE_FUNCTION_SPEC, task_argv, write_function_spec_line
-from nemorun.errors import ArtifactError
+from nemorun.capabilities import ARCHIVE_PACKAGERS, Capabilities, Evidence
+from nemorun.command import REMOTE_FUNCTION_SPEC, task_argv, write_function_spec_lines
+from nemorun.errors import ArtifactError, ConfigError
 from nemorun.ir import Job, Rendered
 from nemorun.launchers import setup_lines, wrap
 from nemorun.render import render_template, shjoin, shquote
 from nemorun.validate import parse_mapping_artifact
 
 ARTIFACT = "task.yaml"
+# the archive is unpacked here, in the job's record folder; SkyPilot syncs it as the workdir
+CODE_DIR = "code"
 # SkyPilot cluster names: a letter, then letters, digits, '-', '_', '.'; short enough for every cloud
 MAX_CLUSTER_NAME = 40
 # top-level keys of sky/utils/schemas.py::get_task_schema() (0.14.1) that this target writes
@@ -34,10 +45,10 @@ _TASK_KEYS = frozenset({"name", "workdir", "num_nodes", "resources", "envs", "fi
 
 CAPABILITIES = Capabilities(
     executor="skypilot",
-    # only executor.workdir (synced by SkyPilot itself) reaches the nodes; no archive is unpacked
-    packagers=("none",),
-    retries=None,
-    no_retries_why="the task it renders sets no recovery or restart policy",
+    # the unpacked archive is the task's workdir (SkyPilot uploads and syncs it)
+    packagers=("none", *ARCHIVE_PACKAGERS),
+    retries="managed jobs (executor.managed=true): resources.job_recovery.max_restarts_on_errors",
+    evidence=Evidence(retries=("max_restarts_on_errors: {n}",), code=("sha256 {sha256}", "workdir: {job_dir}/code")),
 )
 
 
@@ -67,14 +78,33 @@ def resources(job: Job) -> dict[str, Any]:
         res["use_spot"] = True
     if job.image:
         res["image_id"] = f"docker:{job.image}"
+    if job.retries > 0:  # the schema allows retries only with managed=true
+        res["job_recovery"] = {"max_restarts_on_errors": job.retries}
     return res
+
+
+def code_dir(job: Job) -> Optional[str]:
+    """The task's workdir when an archive is shipped: ``<record job dir>/code`` (+ the archive's
+    working subfolder), where the submitter unpacks it; None when nothing is shipped."""
+    if not job.package.archive:
+        return None
+    return posixpath.join(str(job.job_dir), CODE_DIR, job.package.workdir_subpath).rstrip("/")
+
+
+def _workdir(job: Job) -> Optional[str]:
+    ex = job.executor
+    shipped = code_dir(job)
+    if shipped and ex.workdir:
+        raise ConfigError(f"executor.workdir={ex.workdir} and packager={job.package.kind} both set the SkyPilot task's workdir "
+                          f"(the packaged code is synced as the workdir); drop executor.workdir or use packager=none")  # fmt: skip
+    return shipped or ex.workdir
 
 
 def run_script(job: Job) -> str:
     argv = wrap(job, task_argv(job, REMOTE_FUNCTION_SPEC), form="skypilot")
     lines = ["set -euo pipefail", *setup_lines(job, "skypilot")]
     if job.task.kind == "function":
-        lines.append(write_function_spec_line(job.task))
+        lines.extend(write_function_spec_lines(job.task))
     lines.append(shjoin(argv))
     return "\n".join(lines) + "\n"
 
@@ -83,8 +113,9 @@ def task_config(job: Job) -> dict[str, Any]:
     """The task as SkyPilot's ``Task.from_yaml_config`` takes it (also what ``task.yaml`` holds)."""
     ex = job.executor
     task: dict[str, Any] = {"name": job.name}
-    if ex.workdir:
-        task["workdir"] = ex.workdir
+    workdir = _workdir(job)
+    if workdir:
+        task["workdir"] = workdir
     task["num_nodes"] = job.resources.nodes
     task["resources"] = resources(job)
     if job.env:
@@ -110,7 +141,7 @@ def submit_command(job: Job) -> str:
 
 
 def render(job: Job) -> Rendered:
-    text = render_template("skypilot/task.yaml.j2", job=job, task=task_config(job))
+    text = render_template("skypilot/task.yaml.j2", job=job, task=task_config(job), code_dir=code_dir(job))
     return Rendered(target="skypilot", job_name=job.name, artifacts={ARTIFACT: text}, submit_command=submit_command(job))
 
 

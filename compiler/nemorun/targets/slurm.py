@@ -26,7 +26,7 @@ from typing import Any, Callable, Iterable, Mapping, Optional
 
 from nemorun import launchers
 from nemorun.capabilities import ARCHIVE_PACKAGERS, Capabilities, Evidence
-from nemorun.command import FUNCTION_SPEC, function_artifacts, function_spec_text, task_argv
+from nemorun.command import ENTRY_FILE, ENTRY_SOURCE, FUNCTION_SPEC, function_artifacts, function_spec_text, task_argv
 from nemorun.errors import ArtifactError
 from nemorun.ir import Job, Rendered
 from nemorun.render import Raw, render_template, shjoin, shquote
@@ -170,7 +170,7 @@ def step_command(job: Job, remote: str) -> list[str]:
     spec = posixpath.join(remote, FUNCTION_SPEC)
     if job.array_tasks:  # expanded on the node: each array task runs its own function-<i>.yaml
         spec = Raw(shquote(posixpath.join(remote, "function-")) + '"$SLURM_ARRAY_TASK_ID".yaml')
-    argv = launchers.wrap(job, task_argv(job, spec), form="slurm")
+    argv = launchers.wrap(job, task_argv(job, spec, entry_path=posixpath.join(remote, ENTRY_FILE)), form="slurm")
     if any(isinstance(word, Raw) for word in argv):
         return ["bash", "-c", shjoin(argv)]
     return argv
@@ -197,7 +197,8 @@ def render(job: Job) -> Rendered:
 
 
 def array_artifacts(job: Job) -> dict[str, str]:
-    return {f"function-{i}.yaml": function_spec_text(t.task) for i, t in enumerate(job.array_tasks)}
+    specs = {f"function-{i}.yaml": function_spec_text(t.task) for i, t in enumerate(job.array_tasks)}
+    return {**specs, ENTRY_FILE: ENTRY_SOURCE}
 
 
 def submit_command(remote: str) -> str:
