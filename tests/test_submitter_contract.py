@@ -73,11 +73,13 @@ def test_module_satisfies_the_protocol_and_declares_exactly_its_optional_functio
         assert _conforms(getattr(module, name), getattr(OptionalFunctions, name)), f"{kind}.{name}{inspect.signature(getattr(module, name))}"
 
 
-def test_dispatch_reads_the_declaration(tmp_path: Path) -> None:
+def test_dispatch_reads_the_declaration(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     job = _compile(["task=hello"], tmp_path)
     assert submitters.resolve(job) is job  # local declares no resolve
     with pytest.raises(LookupError, match="no array tasks"):
         submitters.array_task_handle(Handle("docker", "x", {}), 0)
+    # every backend declares find today: take the declaration away and dispatch must refuse
+    monkeypatch.setattr(submitters.submitter("skypilot"), "FEATURES", SubmitterFeatures())
     with pytest.raises(LookupError, match="cannot find"):
         submitters.find(_compile(["executor=skypilot", "task=hello"], tmp_path))
     assert submitters.submitter_module is submitters.submitter

@@ -22,8 +22,15 @@ head_node=${head_addr:-$head_node}
 export head_node
 
 # command
-# A failed attempt is requeued (same job id, logs appended) until it has been restarted
-# 2 time(s); Slurm counts restarts in SLURM_RESTART_COUNT.
+# ft_launcher (nvidia-resiliency-ext): the workload creates this file when training has finished;
+# then the job is not requeued, and a requeued attempt that finds it ends at once
+export FAULT_TOL_FINISHED_FLAG_FILE=/shared/nemorun/hello/20260101-000000-000000-abcd/hello/ft_finished.flag
+if [ "${SLURM_RESTART_COUNT:-0}" -gt 0 ] && [ -f "$FAULT_TOL_FINISHED_FLAG_FILE" ]; then
+  echo "nemorun: training already finished ($FAULT_TOL_FINISHED_FLAG_FILE exists); not running again" >&2
+  exit 0
+fi
+# An attempt that failed without the finished flag is requeued (same job id, logs appended)
+# until it has been restarted 2 time(s); Slurm counts restarts in SLURM_RESTART_COUNT.
 rc=0
 srun \
   --kill-on-bad-exit=1 \
@@ -32,7 +39,7 @@ srun \
   --ntasks-per-node=1 \
   --wait=60 \
   bash -c 'ft_launcher --rdzv-backend c10d --rdzv-endpoint $head_node:29500 --rdzv-id $SLURM_JOB_ID --nnodes 2 --nproc-per-node 8 --node-rank $SLURM_NODEID --ft-rank-heartbeat-timeout 60.0 --ft-rank-termination-signal SIGKILL train.py --lr 0.1 '"'"'two words'"'"'' || rc=$?
-if [ "$rc" -ne 0 ] && [ "${SLURM_RESTART_COUNT:-0}" -lt 2 ]; then
+if [ "$rc" -ne 0 ] && [ ! -f "$FAULT_TOL_FINISHED_FLAG_FILE" ] && [ "${SLURM_RESTART_COUNT:-0}" -lt 2 ]; then
   echo "nemorun: step exited with $rc; requeueing job $SLURM_JOB_ID (restart $((${SLURM_RESTART_COUNT:-0} + 1)) of 2)" >&2
   scontrol requeue "$SLURM_JOB_ID"
 fi

@@ -35,6 +35,38 @@ _OWN_FLAGS = {
 _RESERVED = ("output", "error", "parsable", "open-mode", "wrap")
 
 
+# sbatch options that sbatch 22.05.8 refuses together ("fatal: ... mutually exclusive"). The help
+# text (tests/contracts/cli/sbatch-22.05.8-pyxis-0.24.0.help.txt) only hints at the first group
+# ("--mem >= --mem-per-cpu if --mem is specified", which the binary contradicts); every group was
+# checked against the real binary with `sbatch --test-only` (tests/test_slurm_depth.py keeps it so).
+# Pairs sbatch accepts (--exclusive with --oversubscribe, --hint with --ntasks-per-core) are not here.
+CONFLICTING_OPTIONS: tuple[tuple[str, ...], ...] = (
+    ("mem", "mem-per-cpu", "mem-per-gpu"),
+    ("gpus-per-task", "ntasks-per-gpu"),
+    ("ntasks-per-node", "ntasks-per-gpu"),
+    ("cpus-per-task", "cpus-per-gpu"),
+)
+# --exclusive[=user|mcs] in sbatch 22.05.8's help; `--exclusive=topo` came with a later Slurm and
+# the 22.05 binary refuses it ("Invalid --exclusive specification"), as it does `=true`
+EXCLUSIVE_MODES = ("user", "mcs")
+
+
+def _exclusive(value: Any) -> Optional[str]:
+    if isinstance(value, bool) or value in EXCLUSIVE_MODES:
+        return None
+    if value == "topo":
+        return "'topo' needs a newer Slurm than 22.05 (the sbatch nemorun checks against); use true, user or mcs"
+    return f"must be true, false, {' or '.join(EXCLUSIVE_MODES)} (sbatch --exclusive[=user|mcs])"
+
+
+# sbatch --signal=[[R][B]:]num[@time]
+_SIGNAL = re.compile(r"^(?:[RB]{1,2}:)?[A-Za-z0-9]+(?:@\d+)?$")
+
+
+def _signal(value: Any) -> Optional[str]:
+    return None if _SIGNAL.match(str(value)) else "must be [R:]SIGNAL[@SECONDS] as sbatch --signal takes it (e.g. USR1@90)"
+
+
 # free-text sbatch options: sbatch reads its header line by line
 _ONE_LINE = ("account", "partition", "qos", "constraint", "exclude", "reservation", "comment", "signal", "container_image")
 
@@ -107,14 +139,16 @@ class SlurmExecutorConfig(ExecutorConfig):
     mem: Optional[str] = checked(None, check=slurm_mem)
     # wall-time limit in Slurm's format ("04:00:00", "2-00:00:00", minutes)
     time: Optional[str] = None
-    exclusive: Optional[bool] = None
+    # whole nodes: true (bare --exclusive), or "user" / "mcs" (share nodes only with own / same-MCS jobs)
+    exclusive: Any = checked(None, check=_exclusive)
     qos: Optional[str] = None
     constraint: Optional[str] = None
     exclude: Optional[str] = None
     reservation: Optional[str] = None
     comment: Optional[str] = None
-    # e.g. "USR1@90": signal sent that many seconds before the time limit
-    signal: Optional[str] = None
+    # e.g. "USR1@90": signal sent that many seconds before the time limit. It goes to the batch
+    # script (rendered as B:USR1@90), which stops the step with SIGTERM and requeues within retries
+    signal: Optional[str] = checked(None, check=_signal)
     # Slurm job name; default: <experiment>-<job> (just <job> when they are the same)
     job_name: Optional[str] = checked(None, check=NAME)
     # any other sbatch long option -> value (true: bare flag; false/null: left out)
@@ -157,6 +191,20 @@ class SlurmExecutorConfig(ExecutorConfig):
                 raise ValueError(f"additional_parameters.{key}: set executor.{_OWN_FLAGS[name]} instead")
             if name in _RESERVED:
                 raise ValueError(f"additional_parameters.{key}: --{name} is set by nemorun itself")
+        self._check_exclusive_groups()
+
+    def _check_exclusive_groups(self) -> None:
+        """Options sbatch would refuse together, named the way the user set them."""
+        where = {flag: f"executor.{attr}" for flag, attr in _OWN_FLAGS.items()
+                 if attr in self.__dataclass_fields__ and getattr(self, attr) not in (None, False)}
+        for key, value in self.additional_parameters.items():
+            if value is not None and value is not False:
+                where[str(key).replace("_", "-")] = f"executor.additional_parameters.{key}"
+        for group in CONFLICTING_OPTIONS:
+            both = [where[flag] for flag in group if flag in where]
+            if len(both) > 1:
+                note = " (nemorun always sets --ntasks-per-node)" if "ntasks-per-node" in group else ""
+                raise ValueError(f"{' and '.join(both)} cannot be used together: sbatch takes only one of {', '.join('--' + f for f in group)}{note}")
 
 
 SCHEMAS: dict[str, type] = {

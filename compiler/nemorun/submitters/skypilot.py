@@ -7,8 +7,13 @@ seconds, so it happens inside these functions only.
 - cluster mode: ``sky.launch(task, cluster_name=..., idle_minutes_to_autostop=..., down=...)``
   (reuses a running cluster of that name); handle ``<cluster>/<job id>``; status from
   ``sky.queue(cluster)``; logs ``sky.tail_logs``; cancel ``sky.cancel(cluster, job_ids=[id])``.
-- managed mode (``managed=true``): ``sky.jobs.launch(task, name=...)``; handle ``managed/<job id>``;
-  ``sky.jobs.queue`` / ``sky.jobs.tail_logs`` / ``sky.jobs.cancel``.
+- managed mode (``managed=true``): ``sky.jobs.launch(task, name=<managed name>)``; handle
+  ``managed/<job id>``; ``sky.jobs.queue`` / ``sky.jobs.tail_logs`` / ``sky.jobs.cancel``.
+- crash-safe resume (:func:`find`): a launch that reached the API server left a request there
+  (the server keeps finished requests for a day or more), and a job that started left a record
+  in the cluster's queue / the jobs controller. A launch request still in flight is adopted as a
+  *request handle* ``<cluster>/request/<request id>``, which status/logs/cancel follow to the job
+  once the request has succeeded.
 
 The task is built with ``sky.Task.from_yaml_config`` from the recorded ``task.yaml``: what is
 submitted is what was rendered. Packaged code: before launching, :func:`unpack_code` unpacks the
@@ -19,6 +24,7 @@ its keyword arguments, so tests bind them to the real SDK signatures without a s
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -33,9 +39,9 @@ from nemorun.errors import SubmitError
 from nemorun.ir import Job, Rendered
 from nemorun.states import AppState, Handle, JobStatus
 from nemorun.submitters.base import SubmitterFeatures
-from nemorun.targets.skypilot import CODE_DIR, cluster_name
+from nemorun.targets.skypilot import CODE_DIR, cluster_name, managed_job_name
 
-FEATURES = SubmitterFeatures()
+FEATURES = SubmitterFeatures(find=True)
 
 # sky.skylet.job_lib.JobStatus and sky.jobs.state.ManagedJobStatus names -> AppState
 STATE_MAP: dict[str, AppState] = {
@@ -113,7 +119,7 @@ def launch_call(job: Job) -> tuple[str, dict[str, Any]]:
     """SDK function (relative to ``sky``) and keyword arguments that launch ``job``'s task."""
     ex = job.executor
     if ex.managed:
-        return "jobs.launch", {"name": job.name}
+        return "jobs.launch", {"name": managed_job_name(job)}
     return "launch", {"cluster_name": cluster_name(job), "idle_minutes_to_autostop": ex.idle_minutes_to_autostop, "down": ex.down}
 
 
@@ -214,8 +220,164 @@ def _split(handle: Handle) -> tuple[str, int]:
     return str(handle.data["cluster"]), int(handle.data["job_id"])
 
 
+def _job_handle(cluster: str, job_id: Any) -> Handle:
+    return Handle(backend="skypilot", id=f"{cluster}/{job_id}", data={"cluster": cluster, "job_id": int(job_id)})
+
+
+# the API server's names of the two launch requests, and the statuses of one not finished yet
+REQUEST_NAMES = {"launch": "sky.launch", "jobs.launch": "sky.jobs.launch"}
+IN_FLIGHT = frozenset({"PENDING", "WAITING", "RUNNING"})
+
+
+def _request_handle(cluster: str, request_id: str) -> Handle:
+    return Handle(backend="skypilot", id=f"{cluster}/request/{request_id}", data={"cluster": cluster, "request_id": request_id})
+
+
+def _request_error(request: Any) -> str:
+    """``Type: first line`` of a failed request's error (the server keeps it as JSON)."""
+    try:
+        err = json.loads(request.error) if isinstance(request.error, str) else request.error
+    except ValueError:
+        err = None
+    if not isinstance(err, dict):
+        return _ANSI.sub("", str(request.error or "")).strip() or request.status
+    message = (_ANSI.sub("", str(err.get("message") or "")).strip().splitlines() or [""])[0]
+    return f"{err.get('type') or 'Error'}: {message}".rstrip(": ")
+
+
+def _requests(sky: Any, **kwargs: Any) -> list[Any]:
+    try:
+        return list(sky.api_status(**kwargs))
+    except Exception as exc:
+        raise SubmitError(f"SkyPilot API server {_server(sky)}: listing requests failed: {type(exc).__name__}: {_first_line(exc)}") from None
+
+
+def _launched_job_id(sky: Any, request_id: str) -> Optional[int]:
+    """The job id a SUCCEEDED launch request returned (``jobs.launch``: a list, one per task)."""
+    try:
+        job_id, _resource_handle = sky.get(request_id)
+    except Exception as exc:
+        raise SubmitError(f"SkyPilot API server {_server(sky)}: reading launch request {request_id} failed: {_first_line(exc)}") from None
+    if isinstance(job_id, list):
+        job_id = job_id[0] if job_id else None
+    return None if job_id is None else int(job_id)
+
+
+def _launch_requests(sky: Any, job: Job) -> list[Any]:
+    """The launch requests the server holds for ``job``, newest first. Cluster mode: ``sky.launch``
+    requests on the job's cluster whose task is named like the job (the cluster is per experiment
+    unless configured); managed mode: ``sky.jobs.launch`` requests with the job's managed name,
+    which carries the experiment id."""
+    dotted, kwargs = launch_call(job)
+    managed = job.executor.managed
+    listed = _requests(sky, all_status=True, **({} if managed else {"cluster_name": kwargs["cluster_name"]}))
+    out = []
+    for r in listed:
+        if r.name != REQUEST_NAMES[dotted]:
+            continue
+        try:
+            body = json.loads(r.request_body)
+        except ValueError:
+            continue
+        if managed:
+            if body.get("name") == kwargs["name"]:
+                out.append(r)
+        elif body.get("cluster_name") == kwargs["cluster_name"] and _task_name(body.get("task")) == job.name:
+            out.append(r)
+    return sorted(out, key=lambda r: r.created_at, reverse=True)
+
+
+def _task_name(dag_yaml: Any) -> Optional[str]:
+    """The task's name in a launch request's body (a multi-document DAG YAML)."""
+    try:
+        docs = [d for d in yaml.safe_load_all(str(dag_yaml or "")) if isinstance(d, dict)]
+    except yaml.YAMLError:
+        return None
+    tasks = [d for d in docs if "run" in d or "resources" in d] or docs
+    return str(tasks[-1].get("name")) if tasks and tasks[-1].get("name") is not None else None
+
+
+def _queued(sky: Any, job: Job) -> Optional[Handle]:
+    """A job the cluster's queue (or the jobs controller) lists under the job's (managed) name:
+    the trace a launch leaves once its request is gone from the server."""
+    dotted, kwargs = launch_call(job)
+    if job.executor.managed:
+        name = kwargs["name"]
+        try:
+            got = _run(sky, f"jobs.queue_v2 for {name}", "jobs.queue_v2", gone_ok=True, refresh=False, skip_finished=False,
+                       all_users=True, name_match=name)  # fmt: skip
+        except _Gone:
+            return None
+        records = got[0] if isinstance(got, tuple) else got
+        ids = sorted({int(r.job_id) for r in records if r.job_name == name and r.job_id is not None})
+        cluster = MANAGED
+    else:
+        cluster = kwargs["cluster_name"]
+        try:
+            records = _run(sky, f"queue on {cluster}", "queue", gone_ok=True, cluster_name=cluster, skip_finished=False, all_users=True)
+        except _Gone:
+            return None
+        ids = sorted({int(r.job_id) for r in records if r.job_name == job.name and r.job_id is not None})
+    if len(ids) > 1:
+        raise SubmitError(f"SkyPilot API server {_server(sky)}: {len(ids)} jobs named {kwargs.get('name', job.name)} on {cluster} "
+                          f"({', '.join(map(str, ids))}); cancel the extra ones")  # fmt: skip
+    return _job_handle(cluster, ids[0]) if ids else None
+
+
+def find(job: Job) -> Optional[Handle]:
+    """The job a crashed launch may have started, or its launch request still under way.
+
+    Asked in this order: the newest launch request the server kept for this job (in flight:
+    adopted as a request handle; succeeded: the job id it returned), then the cluster's queue /
+    the jobs controller by name (the request may have been garbage-collected). A launch whose
+    request FAILED or was CANCELLED created nothing to run (SkyPilot fails a launch whose job
+    did not get queued), so with no job in the queue either, None: submitting again is right."""
+    sky = _sky()
+    cluster = MANAGED if job.executor.managed else cluster_name(job)
+    for request in _launch_requests(sky, job):
+        if request.status in IN_FLIGHT:
+            return _request_handle(cluster, request.request_id)
+        if request.status == "SUCCEEDED":
+            job_id = _launched_job_id(sky, request.request_id)
+            if job_id is not None:
+                return _job_handle(cluster, job_id)
+    return _queued(sky, job)
+
+
+def _follow_requests(sky: Any, handles: Sequence[Handle]) -> tuple[dict[str, JobStatus], dict[str, Handle]]:
+    """Request handles: the status of those whose launch has not produced a job (yet, or ever),
+    and the job handle of those whose launch request succeeded."""
+    if not handles:
+        return {}, {}
+    listed = {r.request_id: r for r in _requests(sky, request_ids=[h.data["request_id"] for h in handles], all_status=True)}
+    statuses: dict[str, JobStatus] = {}
+    jobs: dict[str, Handle] = {}
+    for h in handles:
+        r = listed.get(h.data["request_id"])
+        if r is None:
+            statuses[h.id] = JobStatus(AppState.UNKNOWN, None, "launch request no longer on the API server")
+        elif r.status in IN_FLIGHT:
+            statuses[h.id] = JobStatus(AppState.PENDING, None, f"launch request {r.status}")
+        elif r.status == "SUCCEEDED" and (job_id := _launched_job_id(sky, r.request_id)) is not None:
+            jobs[h.id] = _job_handle(str(h.data["cluster"]), job_id)
+        elif r.status == "CANCELLED":
+            statuses[h.id] = JobStatus(AppState.CANCELLED, None, "launch request cancelled")
+        else:
+            statuses[h.id] = JobStatus(AppState.FAILED, None, f"launch failed: {_request_error(r)}")
+    return statuses, jobs
+
+
 def status(handles: Sequence[Handle]) -> dict[str, JobStatus]:
     sky = _sky()
+    requested, launched = _follow_requests(sky, [h for h in handles if "request_id" in h.data])
+    handles = [launched.get(h.id, h) for h in handles if h.id not in requested]
+    back = {job.id: adopted for adopted, job in launched.items()}
+    out = dict(requested)
+    out.update({back.get(k, k): v for k, v in _job_status(sky, handles).items()})
+    return out
+
+
+def _job_status(sky: Any, handles: Sequence[Handle]) -> dict[str, JobStatus]:
     by_cluster: dict[str, list[Handle]] = {}
     for h in handles:
         by_cluster.setdefault(_split(h)[0], []).append(h)
@@ -237,11 +399,22 @@ def status(handles: Sequence[Handle]) -> dict[str, JobStatus]:
     return out
 
 
+def _as_job(sky: Any, handle: Handle) -> tuple[Handle, Optional[JobStatus]]:
+    """A request handle's job handle once its launch succeeded; else the handle and why it has no job."""
+    if "request_id" not in handle.data:
+        return handle, None
+    requested, launched = _follow_requests(sky, [handle])
+    return launched.get(handle.id, handle), requested.get(handle.id)
+
+
 def logs(handle: Handle, follow: bool = False) -> Iterator[str]:
     """Checks the job is known first: the streaming call (``preload_content=False``) ends silently,
     with no lines and no error, for a cluster or managed job that does not exist."""
-    known = status([handle])[handle.id]
     sky = _sky()
+    handle, no_job = _as_job(sky, handle)
+    if no_job is not None:
+        raise SubmitError(f"SkyPilot API server {_server(sky)}: no logs for {handle.id}: no job yet: {no_job.detail}")
+    known = status([handle])[handle.id]
     if known.state is AppState.UNKNOWN:
         raise SubmitError(f"SkyPilot API server {_server(sky)}: no logs for {handle.id}: {known.detail}")
     cluster, job_id = _split(handle)
@@ -255,7 +428,14 @@ def logs(handle: Handle, follow: bool = False) -> Iterator[str]:
 
 
 def cancel(handle: Handle) -> None:
-    """Idempotent: a job that has ended, or whose cluster or controller is gone, is left alone."""
+    """Idempotent: a job that has ended, or whose cluster or controller is gone, is left alone.
+    A launch request still in flight is cancelled on the API server (nothing runs yet)."""
+    sky = _sky()
+    handle, no_job = _as_job(sky, handle)
+    if no_job is not None:
+        if no_job.state is AppState.PENDING:
+            _run(sky, f"cancelling launch request {handle.data['request_id']}", "api_cancel", handle.data["request_id"])
+        return
     state = status([handle])[handle.id].state
     if state.is_terminal or state is AppState.UNKNOWN:
         return

@@ -60,8 +60,29 @@ def submit(rendered: Rendered, job: Job) -> Handle:
     return _handle(job, tunnel, job_id, code)
 
 
+def _user_array(job: Job) -> Optional[str]:
+    """The ``--array`` a user set through ``additional_parameters`` (not a sweep's own array)."""
+    for key, value in job.executor.additional_parameters.items():
+        if str(key).replace("_", "-") == "array" and value not in (None, False):
+            return str(value)
+    return None
+
+
+def _first_array_index(spec: str) -> int:
+    """The first task of an ``--array`` spec (``0-15%4``, ``1,3,5``, ``2-10:2``)."""
+    first = spec.split("%", 1)[0].split(",", 1)[0].split(":", 1)[0].split("-", 1)[0]
+    return int(first) if first.strip().isdigit() else 0
+
+
 def _handle(job: Job, tunnel: tunnels.Tunnel, job_id: str, code: Optional[dict[str, object]]) -> Handle:
+    """A user ``--array`` writes one log pair per task (``stdout-%a.log``): the handle names the
+    first task's, so ``exp logs`` shows real output instead of a file that never exists."""
     remote = remote_job_dir(job)
+    user_array = _user_array(job)
+    out, err = STDOUT, STDERR
+    if user_array is not None:
+        index = str(_first_array_index(user_array))
+        out, err = ARRAY_STDOUT.replace("%a", index), ARRAY_STDERR.replace("%a", index)
     return Handle(
         backend="slurm",
         id=job_id,
@@ -69,8 +90,8 @@ def _handle(job: Job, tunnel: tunnels.Tunnel, job_id: str, code: Optional[dict[s
             "tunnel": tunnels.tunnel_spec(job.executor.tunnel),
             "host": tunnel.label,
             "job_dir": remote,
-            "stdout": posixpath.join(remote, STDOUT),
-            "stderr": posixpath.join(remote, STDERR),
+            "stdout": posixpath.join(remote, out),
+            "stderr": posixpath.join(remote, err),
             **({"code": code} if code else {}),
         },
     )
@@ -103,6 +124,9 @@ def find(job: Job) -> Optional[Handle]:
             return _handle(job, tunnel, base_id, _shipped(job))
     if job.array_tasks:
         logs = {p.replace("%a", str(i)) for p in (ARRAY_STDOUT, ARRAY_STDERR) for i in range(len(job.array_tasks))}
+    elif _user_array(job) is not None:
+        index = str(_first_array_index(str(_user_array(job))))
+        logs = {ARRAY_STDOUT.replace("%a", index), ARRAY_STDERR.replace("%a", index)}
     else:
         logs = {STDOUT, STDERR}
     listed = tunnel.run(["ls", "-1", remote])

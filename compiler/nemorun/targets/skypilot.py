@@ -61,6 +61,13 @@ def cluster_name(job: Job) -> str:
     return f"nemorun-{base[: MAX_CLUSTER_NAME - len(tail) - 9].rstrip('-')}-{tail}"
 
 
+def managed_job_name(job: Job) -> str:
+    """The managed job's name: ``<job>-<experiment id>``. The jobs controller is shared by every
+    experiment, so the id is what lets a resumed launch find (by name) the job a crashed one
+    submitted, and not another experiment's job of the same name."""
+    return f"{job.name}-{job.experiment_id.lower()}"
+
+
 def resources(job: Job) -> dict[str, Any]:
     ex, asked = job.executor, job.resources
     res: dict[str, Any] = {}
@@ -131,7 +138,7 @@ def task_config(job: Job) -> dict[str, Any]:
 def submit_command(job: Job) -> str:
     ex = job.executor
     if ex.managed:
-        return f"sky jobs launch --name {shquote(job.name)} {ARTIFACT}"
+        return f"sky jobs launch --name {shquote(managed_job_name(job))} {ARTIFACT}"
     words = ["sky", "launch", "--cluster", cluster_name(job)]
     if ex.idle_minutes_to_autostop is not None:
         words += ["--idle-minutes-to-autostop", str(ex.idle_minutes_to_autostop)]

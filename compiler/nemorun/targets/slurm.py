@@ -27,7 +27,7 @@ from typing import Any, Callable, Iterable, Mapping, Optional
 from nemorun import launchers
 from nemorun.capabilities import ARCHIVE_PACKAGERS, Capabilities, Evidence
 from nemorun.command import ENTRY_FILE, ENTRY_SOURCE, FUNCTION_SPEC, function_artifacts, function_spec_text, task_argv
-from nemorun.errors import ArtifactError
+from nemorun.errors import ArtifactError, ConfigError
 from nemorun.ir import Job, Rendered
 from nemorun.render import Raw, render_template, shjoin, shquote
 from nemorun.slurm_flags import unknown_option
@@ -38,6 +38,12 @@ STDOUT, STDERR = "stdout.log", "stderr.log"
 CODE_DIR = "code"
 ARRAY_STDOUT, ARRAY_STDERR = "stdout-%a.log", "stderr-%a.log"
 ARCHIVES_DIR = "archives"
+# nvidia-resiliency-ext's protocol: the workload creates $FAULT_TOL_FINISHED_FLAG_FILE once training
+# has finished; the batch script then never requeues (and a requeued attempt finding it ends at once)
+FT_FINISHED_FLAG = "ft_finished.flag"
+FT_FLAG_VAR = "FAULT_TOL_FINISHED_FLAG_FILE"
+# --signal=[[R][B]:]num[@time] (sbatch --help)
+_SIGNAL = re.compile(r"^(?:(?P<flags>[RB]{1,2}):)?(?P<sig>[A-Za-z0-9]+)(?:@(?P<time>\d+))?$")
 # srun step defaults (as NeMo-Run): end the step when one task fails; wait at most 60 s for the rest
 _STEP_DEFAULTS: Mapping[str, Any] = {"kill-on-bad-exit": 1, "wait": 60}
 
@@ -143,10 +149,41 @@ def sbatch_options(job: Job) -> dict[str, Any]:
         parallel = f"%{job.array_parallelism}" if job.array_parallelism else ""
         options.update(array=f"0-{len(job.array_tasks) - 1}{parallel}",
                        output=posixpath.join(remote, ARRAY_STDOUT), error=posixpath.join(remote, ARRAY_STDERR))
-    for key in ("account", "partition", "qos", "constraint", "exclude", "reservation", "comment", "signal"):
+    for key in ("account", "partition", "qos", "constraint", "exclude", "reservation", "comment"):
         options[key] = getattr(ex, key)
-    options.update({str(k).replace("_", "-"): v for k, v in ex.additional_parameters.items()})
+    options["signal"] = batch_signal(ex.signal)
+    extra = {str(k).replace("_", "-"): v for k, v in ex.additional_parameters.items()}
+    if extra.get("array") not in (None, False):
+        if job.array_tasks:
+            raise ConfigError("additional_parameters.array: this job is already a sweep array; drop one of them")
+        # a user array: every task writes its own pair, never one shared stdout.log
+        options.update(output=posixpath.join(remote, ARRAY_STDOUT), error=posixpath.join(remote, ARRAY_STDERR))
+    options.update(extra)
     return options
+
+
+def batch_signal(spec: Optional[str]) -> Optional[str]:
+    """``--signal`` for the BATCH SHELL only (``B:``): torchrun and ft_launcher have no handler for
+    SIGUSR1 and die of it, so the step must not get it; the script's trap stops the step with
+    SIGTERM (which both launchers turn into a clean stop) and requeues (:func:`stop_signal`)."""
+    if spec is None:
+        return None
+    m = _SIGNAL.match(spec)
+    if not m:
+        raise ConfigError(f"signal={spec!r} is not [R:]SIGNAL[@SECONDS] (e.g. USR1@90)")
+    flags = "".join(sorted(set((m["flags"] or "") + "B")))
+    return f"{flags}:{m['sig']}" + (f"@{m['time']}" if m["time"] else "")
+
+
+def stop_signal(job: Job) -> Optional[str]:
+    """The signal name the batch script traps (None: no --signal asked for)."""
+    spec = job.executor.signal
+    m = _SIGNAL.match(spec) if spec else None
+    return m["sig"].upper() if m else None
+
+
+def ft_flag_file(job: Job) -> Optional[str]:
+    return posixpath.join(remote_job_dir(job), FT_FINISHED_FLAG) if job.launcher.kind == "ft" else None
 
 
 def srun_options(job: Job) -> list[str]:
@@ -159,7 +196,7 @@ def srun_options(job: Job) -> list[str]:
         options["container-image"] = job.image
         options["container-mounts"] = ",".join([*(m.colon_form() for m in job.mounts), f"{remote}:{remote}"])
         options["container-workdir"] = workdir(job)
-        names = sorted(set(job.env) | set(ex.container_env))
+        names = sorted(set(job.env) | set(ex.container_env) | ({FT_FLAG_VAR} if ft_flag_file(job) else set()))
         options["container-env"] = ",".join(names) or None
     return option_words(options, shquote) + [shquote(a) for a in ex.srun_args]
 
@@ -187,6 +224,9 @@ def render(job: Job) -> Rendered:
         code_dir=code_dir(job),
         command=step_command(job, remote),
         submit_command=submit_command(remote),
+        ft_flag_file=ft_flag_file(job),
+        ft_flag_var=FT_FLAG_VAR,
+        stop_signal=stop_signal(job),
     )
     return Rendered(
         target="slurm",
