@@ -11,13 +11,14 @@ pods labelled as JobSet labels them, with logs; tests move a job along with :met
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 from urllib.parse import parse_qs, urlparse
 
 from tests.contracts import configmap_errors, trainjob_errors
@@ -167,3 +168,16 @@ def serve(fake: FakeKube) -> tuple[ThreadingHTTPServer, threading.Thread]:
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     return server, thread
+
+
+@contextlib.contextmanager
+def serving(fake: "FakeKube", kubeconfig: Path, monkeypatch: Any) -> Iterator["FakeKube"]:
+    """``fake`` served on 127.0.0.1 with ``KUBECONFIG`` pointing at it, for the block."""
+    server, thread = serve(fake)
+    monkeypatch.setenv("KUBECONFIG", str(fake.kubeconfig(kubeconfig)))
+    try:
+        yield fake
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()

@@ -23,7 +23,7 @@ from nemorun.states import AppState
 from nemorun.submitters import kubeflow as sub
 from tests.golden_cases import KUBEFLOW_PROJECT
 from tests.helpers import PINNED_SITE, compose_config, run_cli
-from tests.kube_fake import FakeKube, serve
+from tests.kube_fake import FakeKube, serving
 
 BASE = ["executor=kubeflow", "executor.image=nvcr.io/nvidia/nemo:25.04"]
 PACKAGED = [*BASE, "task=hello", "task.inline=null", "task.script=train.py", "packager=configmap", f"packager.base_path={KUBEFLOW_PROJECT}"]
@@ -31,15 +31,8 @@ PACKAGED = [*BASE, "task=hello", "task.inline=null", "task.script=train.py", "pa
 
 @pytest.fixture
 def fake_kube(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeKube]:
-    fake = FakeKube(forbidden_namespaces={"locked"})
-    server, thread = serve(fake)
-    monkeypatch.setenv("KUBECONFIG", str(fake.kubeconfig(tmp_path / "kubeconfig")))
-    try:
+    with serving(FakeKube(forbidden_namespaces={"locked"}), tmp_path / "kubeconfig", monkeypatch) as fake:
         yield fake
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
 
 
 def _rendered(overrides: list[str]) -> Rendered:

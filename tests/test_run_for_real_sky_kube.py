@@ -38,7 +38,7 @@ from nemorun.submitters import skypilot as sky_sub
 from tests.contracts import trainjob_errors
 from tests.fixtures.sky_server import SkyServer  # the sky_server fixture: a plugin of tests/conftest.py
 from tests.helpers import compose_config, git, run_cli, write_files
-from tests.kube_fake import FakeKube, serve
+from tests.kube_fake import FakeKube, serving
 
 SHIPPED_FN = (
     "import helper_mod\n\n"
@@ -209,15 +209,8 @@ def test_skypilot_config_conflicts_are_one_line(overrides: list[str], line: str,
 # ---------------------------------------------------------------------------------- Kubeflow
 @pytest.fixture
 def fake_kube(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeKube]:
-    fake = FakeKube()
-    server, thread = serve(fake)
-    monkeypatch.setenv("KUBECONFIG", str(fake.kubeconfig(tmp_path / "kubeconfig")))
-    try:
+    with serving(FakeKube(), tmp_path / "kubeconfig", monkeypatch) as fake:
         yield fake
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
 
 
 KUBE = ["executor=kubeflow", "executor.image=python:3.11-slim"]
