@@ -118,3 +118,31 @@ def test_closed_pipe_does_not_stop_a_sweep(cli_env: dict[str, str], tmp_path: Pa
     assert row["jobs"] == 3
     exp = nemorun.Experiment.load(row["id"], home=cli_env["NEMORUN_HOME"])
     assert [j.phase for j in exp.jobs] == ["submitted"] * 3
+
+
+# -- Ctrl-C while waiting -------------------------------------------------------------------
+
+
+def test_ctrl_c_during_wait_says_the_job_runs_on_and_how_to_reattach(cli_env: dict[str, str]) -> None:
+    import signal
+
+    proc = subprocess.Popen([sys.executable, "-m", "nemorun", "task=hello", "task.inline='echo started; sleep 60'", "wait=true"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env)
+    assert proc.stdout is not None
+    for line in proc.stdout:  # the job's own output arrives once nemorun is waiting
+        if line.strip() == "started":
+            break
+    proc.send_signal(signal.SIGINT)  # what Ctrl-C sends to the foreground process (the job has its own session)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("nemorun: error: stopped waiting; the job keeps running: nemorun exp logs "), err
+    exp = nemorun.Experiment.load("latest", home=cli_env["NEMORUN_HOME"])
+    assert f"nemorun exp logs {exp.id} -f" in lines[0] and f"nemorun exp cancel {exp.id}" in lines[0]
+    assert exp.status()["hello"].state.value == "RUNNING"
+    exp.cancel()
+
+
+def test_public_api_is_listed() -> None:
+    assert dir(nemorun) == ["Experiment", "__version__", "experiments", "launch"]
+    assert set(nemorun.__all__) == set(dir(nemorun))

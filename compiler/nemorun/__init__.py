@@ -8,11 +8,17 @@ from typing import Any
 
 __version__ = "0.1.0"
 
+__all__ = ["launch", "Experiment", "experiments", "__version__"]
+
 _LAZY = {
     "launch": "nemorun.api",
     "Experiment": "nemorun.api",
     "experiments": "nemorun.api",
 }
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
 
 
 def __getattr__(name: str) -> Any:

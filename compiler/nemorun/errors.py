@@ -40,6 +40,12 @@ class SubmitError(NemorunError):
     exit_code = 1
 
 
+class DetachedError(NemorunError):
+    """Ctrl-C while nemorun waited for submitted jobs: nemorun stops waiting, the jobs run on."""
+
+    exit_code = 130
+
+
 class StoreError(NemorunError, OSError):
     """The experiment store (``NEMORUN_HOME``) cannot be written: full disk, read-only, no permission.
 

@@ -36,7 +36,7 @@ from typing import Callable, Optional, Sequence, TextIO
 
 from nemorun import capabilities, catalog, submitters, tracking
 from nemorun.command import ENTRY_FILE, ENTRY_SOURCE
-from nemorun.errors import ConfigError, NemorunError, SubmitError, one_line
+from nemorun.errors import ConfigError, DetachedError, NemorunError, SubmitError, one_line
 from nemorun.plan import ExperimentPlan, PlannedJob, render_job
 from nemorun.states import AppState, Handle
 from nemorun.store import ExperimentRecord, JobRecord, atomic_write
@@ -104,12 +104,18 @@ def execute(plan: ExperimentPlan, out: TextIO = sys.stdout, *, resume: Optional[
     out.flush()
     outcome = Outcome(plan.site.experiment_id, plan.name, plan.kind, record)
     if plan.wait and resume is None:
-        if plan.kind == "single":
-            outcome.exit_code = wait_and_stream(record, plan.jobs[0].name)
-            outcome.exit_codes = {plan.jobs[0].name: outcome.exit_code}
-        else:
-            states = tracking.wait(record, [p.name for p in plan.jobs])
-            outcome.exit_codes = {n: tracking.exit_code(s) for n, s in states.items()}
+        try:
+            if plan.kind == "single":
+                outcome.exit_code = wait_and_stream(record, plan.jobs[0].name)
+                outcome.exit_codes = {plan.jobs[0].name: outcome.exit_code}
+            else:
+                states = tracking.wait(record, [p.name for p in plan.jobs])
+                outcome.exit_codes = {n: tracking.exit_code(s) for n, s in states.items()}
+        except KeyboardInterrupt:
+            exp = plan.site.experiment_id
+            follow = f"nemorun exp logs {exp} -f" if plan.kind == "single" else f"nemorun exp status {exp}"
+            raise DetachedError(f"stopped waiting; the {'job keeps' if plan.kind == 'single' else 'jobs keep'} running: "
+                                f"{follow} to reattach, nemorun exp cancel {exp} to stop") from None
     return outcome
 
 
