@@ -146,3 +146,16 @@ def test_ctrl_c_during_wait_says_the_job_runs_on_and_how_to_reattach(cli_env: di
 def test_public_api_is_listed() -> None:
     assert dir(nemorun) == ["Experiment", "__version__", "experiments", "launch"]
     assert set(nemorun.__all__) == set(dir(nemorun))
+
+
+# -- free-form maps take new keys without `+` (issue "What you type") --------------------------
+
+
+def test_free_form_maps_take_new_keys_without_plus(cli_env: dict[str, str]) -> None:
+    proc = run_cli(["task=train", "executor.env_vars.HF_TOKEN=abc", "task.params.sleep=0.1", "dryrun=true"], env=cli_env)
+    assert proc.returncode == 0, proc.stderr
+    assert "export HF_TOKEN=abc" in proc.stdout and '"sleep": 0.1' in proc.stdout
+    typo = run_cli(["task=train", "task.params.stepz=3", "dryrun=true"], env=cli_env)  # still checked: the signature
+    assert typo.returncode == 2 and "did you mean 'task.params.steps'" in one_error_line(typo)
+    typed = run_cli(["task=hello", "executor.retrys=1", "dryrun=true"], env=cli_env)  # typed nodes stay strict
+    assert typed.returncode == 2 and "unknown key 'executor.retrys'" in one_error_line(typed)

@@ -14,7 +14,7 @@ from typing import Callable, NoReturn, Optional
 from omegaconf import DictConfig, OmegaConf
 
 from nemorun import exp_cli, launching
-from nemorun.compose import CONFIG_NAME, Described, describe_error
+from nemorun.compose import CONFIG_NAME, Described, describe_error, free_form_overrides
 
 _result_code: Optional[int] = None
 # An error inside the task function is kept here and raised after Hydra returns: raised inside,
@@ -81,8 +81,8 @@ def main(argv: Optional[list[str]] = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     if args and args[0] == "exp":
         sys.exit(exp_cli.main(args[1:]))
-    if argv is not None:
-        sys.argv = [sys.argv[0], *args]
+    args = free_form_overrides(args)  # new keys of env_vars, params, labels... need no `+`
+    sys.argv = [sys.argv[0], *args]
     debug = _debug(args)
     os.environ["HYDRA_FULL_ERROR"] = "1"
     if not debug:

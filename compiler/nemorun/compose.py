@@ -69,7 +69,7 @@ def compose_files(overrides: Sequence[str]) -> DictConfig:
     """One compose from the config files (inside :func:`hydra_context`)."""
     from hydra import compose
 
-    return compose(config_name=CONFIG_NAME, overrides=list(overrides))
+    return compose(config_name=CONFIG_NAME, overrides=free_form_overrides(overrides))
 
 
 def _group_test(loader: Any) -> Callable[[str], bool]:
@@ -115,7 +115,53 @@ def compose_single(overrides: Sequence[str]) -> DictConfig:
 def parse_overrides(strings: Sequence[str]) -> list[Any]:
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    return list(OverridesParser.create().parse_overrides(list(strings)))
+    return list(OverridesParser.create().parse_overrides(free_form_overrides(strings)))
+
+
+# config groups whose options have free-form mappings (env_vars, params, labels, ...)
+_FREE_FORM_GROUPS = ("executor", "task", "packager")
+
+
+@lru_cache(maxsize=1)
+def free_form_fields() -> dict[str, frozenset[str]]:
+    """group -> the fields typed ``Dict[...]`` in any of its options' schemas: mappings that are
+    free-form by design (environment variables, function parameters, labels, extra options)."""
+    import typing
+
+    out: dict[str, set[str]] = {g: set() for g in _FREE_FORM_GROUPS}
+    for name, cls in all_schemas().items():
+        group = name[len("_schema_"):].split("_", 1)[0]
+        if group not in out or name.startswith("_schema_executor_tunnel_"):
+            continue
+        for field_name, hint in typing.get_type_hints(cls).items():
+            if typing.get_origin(hint) is dict:
+                out[group].add(field_name)
+    return {g: frozenset(f) for g, f in out.items()}
+
+
+def free_form_overrides(overrides: Sequence[str]) -> list[str]:
+    """``key=value`` overrides into a free-form mapping become ``++key=value``, so a new key needs
+    no ``+`` (``executor.env_vars.HF_TOKEN=abc``, ``task.params.sleep=0.1``) while typed nodes keep
+    Hydra's strict check. Function parameters are still checked against the function's signature."""
+    out = []
+    for text in overrides:
+        key, eq, _ = text.partition("=")
+        if eq and not key.startswith(("+", "~")) and "@" not in key and _is_free_form(key):
+            text = "++" + text
+        out.append(text)
+    return out
+
+
+def _is_free_form(key: str) -> bool:
+    parts = key.split(".")
+    return len(parts) >= 2 and parts[1] in free_form_fields().get(parts[0], frozenset())
+
+
+def as_typed(overrides: Sequence[str]) -> list[str]:
+    """The overrides as a user types them: ``++`` taken off free-form ones (where it changes
+    nothing), so records, summaries and reruns show ``executor.env_vars.X=1``."""
+    return [t[2:] if t.startswith("++") and "=" in t and "@" not in t.partition("=")[0] and _is_free_form(t[2:].partition("=")[0])
+            else t for t in overrides]
 
 
 def is_sweep(overrides: Sequence[str]) -> bool:
@@ -177,9 +223,10 @@ class ValueTable:
             key = ov.get_key_element()
             if ov.is_sweep_override() and ov.is_discrete_sweep():
                 for text, value in zip(ov.sweep_string_iterator(), ov.sweep_iterator()):
-                    self._by_string[f"{key}={text}"] = hydra_compat.element_override(ov, key, text, value)
+                    line = f"{key}={text}"
+                    self._by_string[as_typed([line])[0]] = hydra_compat.element_override(ov, key, text, value)
             elif not ov.is_sweep_override():
-                self._by_string[f"{key}={ov.get_value_element_as_str()}"] = ov
+                self._by_string[as_typed([f"{key}={ov.get_value_element_as_str()}"])[0]] = ov
 
     def get(self, text: str) -> Any:
         ov = self._by_string.get(text)
@@ -193,8 +240,9 @@ def is_value_override(ov: Any, is_group: Callable[[str], bool]) -> bool:
     from hydra.core.override_parser.types import OverrideType
 
     key = str(ov.key_or_group)
+    free_form = ov.type is OverrideType.FORCE_ADD and _is_free_form(key)
     return (
-        ov.type is OverrideType.CHANGE
+        (ov.type is OverrideType.CHANGE or free_form)
         and ov.package is None
         and not key.startswith("hydra.")
         and "/" not in key
@@ -223,19 +271,20 @@ class SweepMasterComposer:
     compose; a job that selects other group options is composed by Hydra's own loader."""
 
     def __init__(self, master: DictConfig, loader: Any, command: Sequence[str]):
-        self._master, self._loader, self._command = master, loader, list(command)
+        self._master, self._loader, self._command = master, loader, as_typed(command)
         self._is_group = _group_test(loader)
 
     def is_group(self, key: str) -> bool:
         return self._is_group(key)
 
     def compose(self, overrides: Sequence[str]) -> DictConfig:
+        overrides = as_typed(overrides)
         swept = parse_overrides([o for o in overrides if o not in self._command])
         if all(is_value_override(o, self._is_group) for o in swept):
             cfg = without_hydra(copy.deepcopy(self._master))
             apply_overrides(swept, cfg)
             return cfg
-        return without_hydra(self._loader.load_sweep_config(self._master, list(overrides)))
+        return without_hydra(self._loader.load_sweep_config(self._master, free_form_overrides(overrides)))
 
 
 # -- the stored config of an experiment (exp rerun) ------------------------------------------

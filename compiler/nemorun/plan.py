@@ -38,7 +38,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from nemorun import capabilities, ir, lower
 from nemorun.compose import (
-    ValueTable, Composer, compose_files, describe_error, hydra_context, is_value_override, apply_overrides,
+    ValueTable, Composer, apply_overrides, as_typed, compose_files, describe_error, hydra_context, is_value_override,
 )
 from nemorun.errors import ConfigError
 from nemorun.ir import Job, Rendered
@@ -135,7 +135,9 @@ def plan(
     if not batch:
         raise ConfigError("nothing to launch: the sweep has no jobs")
     packages = packages or Packages(site)
-    command = tuple(command_overrides if command_overrides is not None else batch[0])
+    # as typed: the ``++`` that free-form maps get for composing is not what the user wrote
+    batch = [as_typed(job) for job in batch]
+    command = tuple(as_typed(command_overrides if command_overrides is not None else batch[0]))
     with batched_shell_checks() as label:
         if multirun:
             return _plan_sweep(batch, composer, site, command, packages, max_parallel, label)
