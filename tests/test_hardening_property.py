@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from nemorun import lower
 from nemorun.errors import ConfigError
-from nemorun.targets import target_module
+from nemorun.plan import render_job
 from tests.golden_cases import CASES
 from tests.helpers import PINNED_SITE, compose_config
 
@@ -75,9 +75,7 @@ def test_local_launch_script_runs_only_the_task(arg: str, env_value: str, execut
         cfg.executor.python = str(stub)
         cfg.executor.workdir = str(root)
         job = lower.compile_job(cfg, PINNED_SITE)
-        target = target_module("local")
-        rendered = target.render(job)
-        target.validate(rendered)
+        rendered = render_job(job)
         script = root / "launch.sh"
         script.write_text(rendered.artifacts["launch.sh"])
         calls = _run(script, root, root / "bin")
@@ -102,9 +100,7 @@ def test_slurm_script_parses_and_passes_values_through(arg: str, env_value: str,
         except ConfigError:
             cfg.executor.container_mounts = []
             job = lower.compile_job(cfg, PINNED_SITE)
-        target = target_module("slurm")
-        rendered = target.render(job)
-        target.validate(rendered)
+        rendered = render_job(job)
         script = root / "sbatch.sh"
         script.write_text(rendered.artifacts["sbatch.sh"])
         calls = _run(script, root, root / "bin")
@@ -120,9 +116,8 @@ def test_structured_artifacts_carry_values_verbatim(env_value: str) -> None:
         cfg = compose_config(CASES[case])
         cfg.task.env = {"HOSTILE": env_value}
         job = lower.compile_job(cfg, PINNED_SITE)
-        target = target_module(kind)
-        rendered = target.render(job)
-        target.validate(rendered)
+        rendered = render_job(job)
+        assert rendered.target == kind
         found = [s for name, text in rendered.artifacts.items() if name.endswith((".json", ".yaml"))
                  for s in _strings(json.loads(text) if name.endswith(".json") else yaml.safe_load(text))]
         assert any(env_value in s for s in found), (kind, env_value)

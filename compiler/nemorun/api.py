@@ -26,9 +26,6 @@ from nemorun.states import AppState, Handle, JobStatus
 from nemorun.store import JOB_FILE, ExperimentRecord, JobRecord, nemorun_home
 
 
-LOG_FILES = ("stdout.log", "stderr.log")
-
-
 def _home(home: Optional[str | Path] = None) -> Path:
     return Path(home).expanduser() if home else nemorun_home()
 
@@ -104,7 +101,7 @@ class Experiment:
     def logs(self, job: Optional[str] = None, follow: bool = False) -> Iterator[str]:
         """A job's output: the synced copy in its folder if there is one, else from the backend."""
         rec, handle = self._submitted(job)
-        local_copy = [self.record.job_dir(rec.name) / f for f in (*LOG_FILES, submitters.SYNCED_LOG)]
+        local_copy = [self.record.job_dir(rec.name) / f for f in (*submitters.LOG_FILES, submitters.SYNCED_LOG)]
         if not follow and any(p.exists() for p in local_copy):
             for p in local_copy:
                 if p.exists():

@@ -37,6 +37,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from nemorun import configmap_packaging as cmp
 from nemorun import ir
+from nemorun.archives import file_sha256
 from nemorun.capabilities import check_packager
 from nemorun.capabilities import of as capabilities_of
 from nemorun.lower import experiment_name
@@ -473,7 +474,7 @@ class Packages:
         if not path.is_file():
             raise ConfigError(f"the code archive {path} of experiment {Path(str(earlier)).name} is missing; "
                               "rerun with --fresh-code to pack the current tree")
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        digest = file_sha256(path)
         if digest != m["sha256"]:
             raise ConfigError(f"the code archive {path} does not match its recorded sha256 ({digest[:12]} != "
                               f"{m['sha256'][:12]}); rerun with --fresh-code to pack the current tree")

@@ -148,7 +148,8 @@ def plan(
             title, jobs = _plan_tasks(cfg, command, site, packages, label)
             return ExperimentPlan(name=title, kind="experiment", jobs=jobs, **common)  # type: ignore[arg-type]
         lower.check_config(cfg)
-        label(f"job {lower.experiment_name(cfg)}", lower.experiment_name(cfg))
+        name = lower.experiment_name(cfg)
+        label(f"job {name}", name)
         job = lower.compile_job(cfg, site, package=packages.package(cfg))
         planned = PlannedJob(job, render_job(job), command)
         return ExperimentPlan(name=job.experiment_name, kind="single", jobs=(planned,), **common)  # type: ignore[arg-type]

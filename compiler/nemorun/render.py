@@ -7,6 +7,7 @@ empty string in an sbatch script.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import shlex
@@ -62,6 +63,17 @@ def to_json(value: Any, indent: int | None = 2) -> str:
 
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def tagged_dns_name(base: str, identity: str, max_len: int) -> str:
+    """``base`` as a DNS-style name (lower-case letters, digits, '-'; starts with a letter), cut to
+    fit ``max_len`` with 6 hex digits of sha256(``identity``) at the end: platforms that name jobs
+    by such names (Run:ai, Lepton) get one unique per experiment and job, which a resume can find."""
+    digest = hashlib.sha256(identity.encode()).hexdigest()[:6]
+    name = re.sub(r"-{2,}", "-", re.sub(r"[^a-z0-9-]+", "-", base.lower())).strip("-")
+    if not name or not name[0].isalpha():
+        name = f"job-{name}".rstrip("-")
+    return f"{name[: max_len - 7].rstrip('-')}-{digest}"
 
 
 def is_env_name(name: str) -> bool:

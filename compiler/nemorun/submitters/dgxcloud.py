@@ -33,7 +33,6 @@ import email.utils
 import json
 import os
 import shutil
-import tarfile
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -42,6 +41,7 @@ from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
 from urllib.parse import urlsplit
 
 from nemorun import secrets
+from nemorun.archives import extract_beside
 from nemorun.errors import SubmitError, one_line
 from nemorun.ir import Job, Rendered
 from nemorun.states import AppState, Handle, JobStatus
@@ -295,10 +295,8 @@ def unpack_code(job: Job) -> dict[str, Any]:
     marker = os.path.join(code, CODE_MARKER)
     if os.path.isfile(marker) and Path(marker).read_text().strip() == sha:
         return {"dir": code, "sha256": sha, "unpacked": False}
-    tmp = tempfile.mkdtemp(dir=os.path.dirname(code), prefix=f".{target.CODE_DIR}-")
+    tmp = extract_beside(str(job.package.archive), Path(code))
     try:
-        with tarfile.open(str(job.package.archive), mode="r:gz") as tar:
-            tar.extractall(tmp, filter="data")
         Path(tmp, CODE_MARKER).write_text(sha + "\n")
         os.chmod(tmp, 0o755)
         if os.path.isdir(code):  # other code, or an older nemorun's unmarked unpack: replaced whole

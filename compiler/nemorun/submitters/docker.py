@@ -22,16 +22,15 @@ status/logs/cancel reach the same engine. docker-py is imported inside functions
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
 import tarfile
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence
 
+from nemorun.archives import extract_beside, file_sha256
 from nemorun.errors import SubmitError, one_line
 from nemorun.ir import Job, Rendered
 from nemorun.states import AppState, Handle, JobStatus
@@ -84,14 +83,10 @@ def code_cache(sha256: str) -> Path:
 
 def _digest(archive: str) -> str:
     """sha256 of an archive the job names without its digest (packaging always records one)."""
-    h = hashlib.sha256()
     try:
-        with open(archive, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
+        return file_sha256(archive)
     except OSError as exc:
         raise SubmitError(f"cannot unpack the code archive {archive}: {one_line(str(exc))}") from None
-    return h.hexdigest()
 
 
 def _unpacked(archive: str, sha256: str) -> Path:
@@ -101,18 +96,14 @@ def _unpacked(archive: str, sha256: str) -> Path:
     tree = code_cache(sha256)
     if tree.is_dir():
         return tree
+    tmp = None
     try:
-        tree.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{sha256[:16]}-", dir=tree.parent))
-    except OSError as exc:
-        raise SubmitError(f"cannot unpack the code archive {archive} into {tree.parent}: {one_line(str(exc))}") from None
-    try:
-        with tarfile.open(archive, "r:gz") as tar:
-            tar.extractall(tmp, filter="data")
+        tmp = extract_beside(archive, tree)
         tmp.chmod(0o755)
         os.rename(tmp, tree)
     except (OSError, tarfile.TarError) as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
         if tree.is_dir():  # a concurrent launch renamed the same digest's tree into place first
             return tree
         raise SubmitError(f"cannot unpack the code archive {archive} into {tree}: {one_line(str(exc))}") from None

@@ -23,18 +23,17 @@ its keyword arguments, so tests bind them to the real SDK signatures without a s
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
 import shutil
 import tarfile
-import tempfile
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Optional, Sequence
 
 import yaml
 
+from nemorun.archives import extract_beside, file_sha256
 from nemorun.errors import SubmitError
 from nemorun.ir import Job, Rendered
 from nemorun.states import AppState, Handle, JobStatus
@@ -155,14 +154,6 @@ CODE_STAMP = ".code.sha256"
 SKYIGNORE = ".skyignore"
 
 
-def _sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def unpack_code(job: Job) -> Optional[Path]:
     """Unpack the job's archive into ``<record job dir>/code`` (the task's workdir), unless it
     is already there with the same digest (a resumed launch). None when nothing is shipped.
@@ -179,16 +170,14 @@ def unpack_code(job: Job) -> Optional[Path]:
     if dest.is_dir() and stamp.is_file() and stamp.read_text().strip() == pkg.sha256:
         return dest
     try:
-        found = _sha256(pkg.archive)
+        found = file_sha256(pkg.archive)
     except OSError as exc:
         raise SubmitError(f"job {job.name}: cannot read its code archive {pkg.archive}: {exc.strerror or exc}") from None
     if found != pkg.sha256:
         raise SubmitError(f"job {job.name}: code archive {pkg.archive} has sha256 {found}, not the planned {pkg.sha256}")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".code-", dir=dest.parent))
+    tmp = None
     try:
-        with tarfile.open(pkg.archive, mode="r:gz") as tar:
-            tar.extractall(tmp, filter="data")
+        tmp = extract_beside(pkg.archive, dest)
         if not (tmp / SKYIGNORE).exists():
             (tmp / SKYIGNORE).write_text("")
         stamp.unlink(missing_ok=True)
@@ -196,7 +185,8 @@ def unpack_code(job: Job) -> Optional[Path]:
             shutil.rmtree(dest)
         os.replace(tmp, dest)
     except (OSError, tarfile.TarError) as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
         raise SubmitError(f"job {job.name}: unpacking {pkg.archive} into {dest} failed: {exc}") from None
     stamp.write_text(f"{pkg.sha256}\n")
     return dest

@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import hashlib
 import posixpath
 import re
 from typing import Any, Mapping, Optional
@@ -57,7 +56,7 @@ from nemorun.command import FUNCTION_SPEC, function_artifacts, function_spec_tex
 from nemorun.errors import ArtifactError, ConfigError
 from nemorun.ir import Job, Rendered
 from nemorun.launchers import setup_lines, wrap
-from nemorun.render import Raw, is_env_name, render_template, shjoin, shquote
+from nemorun.render import Raw, is_env_name, render_template, shjoin, shquote, tagged_dns_name
 from nemorun.validate import parse_mapping_artifact
 
 ARTIFACT = "workload.json"
@@ -123,13 +122,8 @@ def with_ids(job: Job, project_id: str, cluster_id: str) -> Job:
 def workload_name(job: Job) -> str:
     """A Kubernetes-style name (lower-case letters, digits, '-'; starts with a letter) ending in
     6 hex digits of the experiment id and job name: unique per experiment, found again by it."""
-    digest = hashlib.sha256(f"{job.experiment_id}/{job.name}".encode()).hexdigest()[:6]
     base = job.name if job.name == job.experiment_name else f"{job.experiment_name}-{job.name}"
-    name = re.sub(r"[^a-z0-9-]+", "-", base.lower()).strip("-")
-    name = re.sub(r"-{2,}", "-", name)
-    if not name or not name[0].isalpha():
-        name = f"job-{name}".rstrip("-")
-    return f"{name[: MAX_NAME - 7].rstrip('-')}-{digest}"
+    return tagged_dns_name(base, f"{job.experiment_id}/{job.name}", MAX_NAME)
 
 
 def pvc_job_dir(job: Job) -> Optional[str]:

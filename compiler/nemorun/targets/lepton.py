@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import hashlib
 import posixpath
 import re
 from typing import Any, Mapping, Optional
@@ -53,7 +52,7 @@ from nemorun.command import ENTRY_FILE, FUNCTION_SPEC, function_spec_text, task_
 from nemorun.errors import ArtifactError, ConfigError
 from nemorun.ir import Job, Rendered, shm_mib
 from nemorun.launchers import setup_lines, wrap
-from nemorun.render import is_env_name, render_template, shjoin, shquote
+from nemorun.render import is_env_name, render_template, shjoin, shquote, tagged_dns_name
 from nemorun.validate import parse_mapping_artifact
 
 ARTIFACT = "job.json"
@@ -89,11 +88,7 @@ CAPABILITIES = Capabilities(
 
 
 def job_id(job: Job) -> str:
-    digest = hashlib.sha256(f"{job.experiment_id}/{job.name}".encode()).hexdigest()[:6]
-    base = re.sub(r"-{2,}", "-", re.sub(r"[^a-z0-9-]+", "-", job.name.lower())).strip("-")
-    if not base or not base[0].isalpha():
-        base = f"job-{base}".rstrip("-")
-    return f"{base[: MAX_NAME - 7].rstrip('-')}-{digest}"
+    return tagged_dns_name(job.name, f"{job.experiment_id}/{job.name}", MAX_NAME)
 
 
 def placeholder(node_group: str) -> str:
