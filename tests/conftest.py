@@ -5,6 +5,7 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 pytest_plugins = ["tests.fixtures.docker_engine", "tests.fixtures.slurm_cluster", "tests.fixtures.sky_server"]
 
@@ -36,3 +37,10 @@ def cli_env(nemorun_home: Path) -> dict[str, str]:
     env.pop("NEMORUN_DEBUG", None)
     env.pop("HYDRA_FULL_ERROR", None)
     return env
+
+
+# Property tests draw the same examples on every run (CI must not fail on a new random draw, nor
+# spend minutes shrinking one); HYPOTHESIS_PROFILE=explore hunts with fresh random examples.
+settings.register_profile("repeatable", derandomize=True, print_blob=True)
+settings.register_profile("explore", max_examples=500, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))

@@ -3,6 +3,7 @@ or arrive byte for byte, and the shell artifacts parse and run nothing but the i
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import subprocess
 import sys
@@ -10,6 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -21,12 +23,13 @@ from tests.golden_cases import CASES
 from tests.helpers import PINNED_SITE, compose_config
 
 _SPECIAL = list("ab $`\"'\\{}()#;|&<>\n\t\r*?~!./-=%\u00e9\u20ac\U0001F600")
-# ${ is OmegaConf interpolation syntax in every config value, hostile or not
+# ${ is OmegaConf interpolation syntax in every config value, hostile or not, and a whole value of
+# ??? is OmegaConf's "missing" (refused as such: test_missing_literal_set_from_python_is_one_line)
 HOSTILE = st.one_of(
     st.text(alphabet=st.sampled_from(_SPECIAL), max_size=24),
     st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\0"), max_size=16),
     st.sampled_from(["$(touch pwned)", "`touch pwned`", "}\ntouch pwned\nf() {", "'; touch pwned; '", "..", "../../x", "a/b", "#"]),
-).filter(lambda s: "${" not in s)
+).filter(lambda s: "${" not in s and s != "???")
 
 _STUB = """#!{python}
 import json, os, sys
@@ -124,3 +127,16 @@ def test_structured_artifacts_carry_values_verbatim(env_value: str) -> None:
         for name, text in rendered.artifacts.items():
             if name.endswith(".sh"):
                 assert subprocess.run(["bash", "-n"], input=text, text=True).returncode == 0
+
+
+@pytest.mark.parametrize("where", ["task.args", "task.env", "executor.env_vars", "executor.python"])
+def test_missing_literal_set_from_python_is_one_line(where: str) -> None:
+    """Regression (found by the properties above): ``???`` assigned after compose reached
+    OmegaConf's MissingMandatoryValue traceback instead of the one-line missing-value error."""
+    cfg = compose_config(["task=hello", "task.inline=null", "task.script=t.py"])
+    node, key = where.split(".")
+    value: Any = {"task.args": ["???"], "task.env": {"A": "???"}, "executor.env_vars": {"B": "???"}}.get(where, "???")
+    cfg[node][key] = value
+    expected = "^missing required value '" + re.escape(where)
+    with pytest.raises(ConfigError, match=expected):
+        lower.compile_job(cfg, PINNED_SITE)

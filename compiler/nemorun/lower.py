@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Mapping, Optional, Union
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import MissingMandatoryValue
 
 from nemorun import capabilities, hydra_compat, ir
 from nemorun.entry import load_target
@@ -61,7 +62,8 @@ def _dataclass_nodes(cfg: Any, path: str = "") -> Iterator[tuple[str, DictConfig
             if isinstance(child, (DictConfig, ListConfig)):
                 yield from _dataclass_nodes(child, f"{path}.{key}" if path else str(key))
     elif isinstance(cfg, ListConfig):
-        for i, item in enumerate(cfg):
+        for i in range(len(cfg)):
+            item = hydra_compat.child_node(cfg, i)
             if isinstance(item, (DictConfig, ListConfig)):
                 yield from _dataclass_nodes(item, f"{path}[{i}]")
 
@@ -97,12 +99,15 @@ def _missing_keys(cfg: DictConfig | ListConfig) -> Iterator[str]:
             yield from _missing_keys(child)
 
 
+def missing_value_message(key: str, more: list[str] = []) -> str:
+    extra = f" (and {len(more)} more: {', '.join(more[:3])})" if more else ""
+    return f"missing required value '{key}'{extra}; set it with {key}=..."
+
+
 def check_missing(cfg: DictConfig) -> None:
     missing = sorted(_missing_keys(cfg))
     if missing:
-        key = missing[0]
-        more = f" (and {len(missing) - 1} more: {', '.join(missing[1:4])})" if len(missing) > 1 else ""
-        raise ConfigError(f"missing required value '{key}'{more}; set it with {key}=...")
+        raise ConfigError(missing_value_message(missing[0], missing[1:]))
 
 
 def _to_object(node: DictConfig, what: str) -> Any:
@@ -555,10 +560,25 @@ def compile_job(
     package: ir.Package = ir.Package(),
     dependencies: tuple[str, ...] = (),
 ) -> ir.Job:
-    """Build the IR of one job. ``cfg`` must have passed :func:`check_config`.
+    """Build the IR of one job. ``cfg`` should have passed :func:`check_config`.
 
     Ends with the target's capability check, so an option the target would accept and then
-    ignore is refused here, on every path that compiles a job."""
+    ignore is refused here, on every path that compiles a job. A value still ``???`` (OmegaConf's
+    "missing", e.g. set from Python after the check) is the same one-line error as at compose time."""
+    try:
+        return _compile_job(cfg, site, job_name=job_name, package=package, dependencies=dependencies)
+    except MissingMandatoryValue as exc:
+        raise ConfigError(missing_value_message(exc.full_key or str(exc))) from None
+
+
+def _compile_job(
+    cfg: DictConfig,
+    site: Site,
+    *,
+    job_name: Optional[str],
+    package: ir.Package,
+    dependencies: tuple[str, ...],
+) -> ir.Job:
     check_secret_interpolations(cfg)
     task = task_of(cfg)
     executor = _to_object(secret_fields_as_references(cfg.executor), "executor")
