@@ -15,6 +15,9 @@ CASES: dict[str, list[str]] = {
     "local_hello": ["task=hello"],
     "local_retries": ["task=hello", "executor.retries=2"],
     "local_train_function": ["task=train", "task.params.steps=5"],
+    # values reach the job as typed (str destinations); null is None for Optional fields only
+    "literal_values": ["task=hello", "task.inline=null", "task.script=run.sh", "task.args=[--tag,1.10,--count,007,--flag,true,--x,1e3,--none,null,--hex,0x10]", "+executor.env_vars.CUDA_VERSION=12.10", "+executor.env_vars.DEBUG=false", "+task.env.EMPTY=null", "name=null"],
+    "literal_values_slurm": ["executor=slurm", "task=hello", "task.inline=null", "task.script=run.sh", "task.args=[--tag,1.10,--flag,true,--x,1e3]", "+executor.env_vars.CUDA_VERSION=12.10", "executor.account=007", "executor.container_image=nvcr.io/nvidia/pytorch:24.05"],
     "local_script_args_env": [
         "task=hello",
         "task.inline=null",
@@ -47,6 +50,13 @@ CASES: dict[str, list[str]] = {
     # issue 15: a user --array writes one log pair per array task; exclusive=user; ft + time-limit signal in a container
     "slurm_user_array": ["executor=slurm", "task=hello", "+executor.additional_parameters.array='0-3%2'", "executor.exclusive=user", "executor.job_dir=/shared/nemorun"],
     "slurm_ft_signal_pyxis": ["executor=slurm", "task=train", "launcher=ft", "executor.nodes=2", "executor.gpus_per_node=8", "executor.retries=2", "executor.time=04:00:00", "executor.signal=USR1@120", "executor.container_image='nvcr.io#nvidia/pytorch:24.05-py3'", "executor.job_dir=/shared/nemorun"],
+    # issue 15: tasks sharing an allocation = ONE Slurm job: a job group (same resources) and heterogeneous jobs
+    "slurm_group_pair": ["experiment=packed_seeds"],
+    "slurm_het_train_server": ["experiment=train_with_server"],
+    "slurm_het_pyxis": ["experiment=train_with_server_pyxis"],
+    # allocation=NAME packs a sweep (-m) into ONE Slurm job: a job group (same resources), a hetjob (nodes swept)
+    "slurm_group_sweep": ["executor=slurm", "task=train", "task.params.seed=0,1,2", "allocation=seeds", "executor.time=00:10:00"],
+    "slurm_het_sweep": ["executor=slurm", "task=ddp", "launcher=torchrun", "executor.nodes=1,2", "allocation=sizes"],
     "slurm_quoting": ["executor=slurm", "task=hello", "task.inline=null", "task.script=scripts/run.sh", "task.args=[--name, 'two words', $HOME, \"it's\", 'a\nb', '#notacomment']", "+task.env.GREETING='hello $USER'", "+task.env.MULTI='line1\nline2'", "+task.env.QUOTE=\"it's \\\"quoted\\\"\"", "executor.container_workdir=/work/project"],
     "kubeflow_configmap_function": ["executor=kubeflow", "task=train", "executor.image=nvcr.io/nvidia/nemo:25.04", "executor.namespace=team-a", "executor.runtime_kind=TrainingRuntime", "executor.runtime_name=my-torch", "packager=configmap", f"packager.base_path={KUBEFLOW_PROJECT}", "packager.relative_path=src", "packager.configmap_prefix=code"],
     "docker_minimal": ["executor=docker", "task=hello", "executor.container_image=python:3.11-slim"],

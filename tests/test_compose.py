@@ -88,7 +88,8 @@ def test_user_config_dir_adds_options(tmp_path: Path) -> None:
     user = _user_conf(tmp_path / "conf")
     cfg = compose_config([f"hydra.searchpath=[file://{user}]", "task=pretrain"])
     assert cfg.task.inline == "echo pre"
-    # hydra.searchpath / --config-dir come after the packaged tree: the packaged local.yaml wins
+    # hydra.searchpath comes after the packaged tree: the packaged local.yaml wins (--config-dir does
+    # not: nemorun.cli puts it first, like NEMORUN_CONFIG_PATH; tests/test_literals.py)
     assert "FROM_USER" not in cfg.executor.env_vars
 
 

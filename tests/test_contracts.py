@@ -559,7 +559,7 @@ srun --container-image x bash -c 'echo hi'
 # ------------------------------------------------------------------ vendored data
 def test_vendored_files_match_provenance():
     folders = [p for p in CONTRACTS_DIR.iterdir() if p.is_dir() and not p.name.startswith("__")]
-    assert {p.name for p in folders} == {"kubeflow", "runai", "lepton", "skypilot", "docker", "cli"}
+    assert {p.name for p in folders} == {"kubeflow", "runai", "lepton", "skypilot", "docker", "cli", "slurm"}
     for folder in folders:
         prov = (folder / "PROVENANCE.md").read_text()
         for f in folder.rglob("*"):

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from nemorun.command import ENTRY_FILE, ENTRY_SOURCE
-from nemorun.plan import plan_config
+from nemorun import compose
+from nemorun.plan import plan, plan_config
 from tests.conftest import ROOT
 from tests.golden_cases import CASES
 from tests.helpers import PINNED_SITE, compose_config
@@ -21,8 +22,11 @@ GOLDEN = ROOT / "golden"
 def render_case(overrides: list[str]) -> dict[str, str]:
     """The case's artifacts by file name. The shipped entry point is not kept in golden/ (it is
     nemorun's own entry.py, byte for byte: checked here instead of stored once per case)."""
-    cfg = compose_config(overrides)
-    planned = plan_config(cfg, PINNED_SITE).jobs
+    if compose.is_sweep(overrides):  # a sweep case is planned as `nemorun -m` plans it
+        with compose.hydra_context() as loader:
+            planned = plan(compose.sweep_batch(overrides), compose.FilesComposer(loader), PINNED_SITE, multirun=True).jobs
+    else:
+        planned = plan_config(compose_config(overrides), PINNED_SITE).jobs
     out: dict[str, str] = {}
     for p in planned:
         prefix = "" if len(planned) == 1 else f"{p.job.name}/"

@@ -144,7 +144,8 @@ def test_ctrl_c_during_wait_says_the_job_runs_on_and_how_to_reattach(cli_env: di
 
 
 def test_public_api_is_listed() -> None:
-    assert dir(nemorun) == ["Experiment", "__version__", "experiments", "launch"]
+    assert {"Experiment", "__version__", "experiments", "launch", "run", "SlurmExecutor", "Partial"} <= set(dir(nemorun))
+    assert all(getattr(nemorun, name) is not None for name in dir(nemorun))  # every listed name loads
     assert set(nemorun.__all__) == set(dir(nemorun))
 
 

@@ -24,11 +24,63 @@ def test_apply_value_overrides_merges_with_types_enforced(loader) -> None:  # ty
     assert isinstance(info.value.__cause__ or info.value, ValidationError)
 
 
-def test_split_sweep_is_the_cartesian_product_in_order() -> None:
+def test_split_sweep_is_the_cartesian_product_in_order_with_values_as_typed() -> None:
     parsed = compose.parse_overrides(["a=1,2", "b=x,y", "c=3"])
-    assert hydra_compat.split_sweep(parsed) == [
+    assert compose.split_sweep(parsed) == [
         ["a=1", "b=x", "c=3"], ["a=1", "b=y", "c=3"], ["a=2", "b=x", "c=3"], ["a=2", "b=y", "c=3"]]
-    assert hydra_compat.split_sweep(compose.parse_overrides(["c=3"])) == [["c=3"]]
+    assert compose.split_sweep(compose.parse_overrides(["c=3"])) == [["c=3"]]
+    # Hydra's own split writes 1.1 and True back; the jobs must get what was typed
+    assert compose.split_sweep(compose.parse_overrides(["v=1.10,true", "w=1e3", "r=range(0,2)", "s=choice(007,0x10)"])) == [
+        ["v=1.10", "w=1e3", "r=0", "s=007"], ["v=1.10", "w=1e3", "r=0", "s=0x10"],
+        ["v=1.10", "w=1e3", "r=1", "s=007"], ["v=1.10", "w=1e3", "r=1", "s=0x10"],
+        ["v=true", "w=1e3", "r=0", "s=007"], ["v=true", "w=1e3", "r=0", "s=0x10"],
+        ["v=true", "w=1e3", "r=1", "s=007"], ["v=true", "w=1e3", "r=1", "s=0x10"]]
+
+
+def test_value_literals_reads_the_typed_tokens_from_hydras_parse_tree() -> None:
+    Typed, SweepTexts = hydra_compat.Typed, hydra_compat.SweepTexts
+    assert hydra_compat.value_literals("a=1.10") == Typed("1.10")
+    assert hydra_compat.value_literals("a=null") == Typed("null", is_null=True)
+    assert hydra_compat.value_literals("a=[x, 1e3, true,'q']") == (None, Typed("1e3"), Typed("true"), None)
+    assert hydra_compat.value_literals("a={A: 12.10, B: x}") == {"A": Typed("12.10")}
+    assert hydra_compat.value_literals("a=1.10, [b,2.0]") == SweepTexts((("1.10", Typed("1.10")), ("[b,2.0]", (None, Typed("2.0")))))
+    for untyped in ("a=x", "a='1.10'", "a=str(1.10)", "a=${x}", "~a", "a=", "a=[b"):
+        assert hydra_compat.value_literals(untyped) is None, untyped
+
+
+def test_with_value_replaces_the_parsed_value() -> None:
+    [ov] = compose.parse_overrides(["a=1.10"])
+    assert hydra_compat.with_value(ov, "1.10").value() == "1.10" and ov.value() == 1.1
+
+
+def test_node_metadata_accessors() -> None:
+    from omegaconf import OmegaConf as OC
+
+    from nemorun.schemas.core import TaskConfig
+
+    cfg = OC.structured(TaskConfig(name="t"))
+    assert hydra_compat.element_type(cfg._get_node("args")) is str
+    assert hydra_compat.is_optional(cfg._get_node("script")) and not hydra_compat.is_optional(cfg._get_node("name"))
+    assert hydra_compat.node_key(cfg._get_node("env")) == "env"
+
+
+def test_wrap_override_merge_sees_every_override_before_hydra_merges_it(loader) -> None:  # type: ignore[no-untyped-def]
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+
+    seen: list[str] = []
+
+    def adjust(ov, cfg):  # type: ignore[no-untyped-def]
+        seen.append(ov.input_line)
+        return hydra_compat.with_value(ov, 9) if ov.key_or_group == "task.params.steps" else ov
+
+    try:
+        hydra_compat.wrap_override_merge(adjust)
+        cfg = compose.compose_files(["task=train", "task.params.steps=7", "task.params.lr=0.5"])
+    finally:
+        compose.keep_literals_in_merges()  # nemorun's own hook back in place
+    assert cfg.task.params.steps == 9 and cfg.task.params.lr == 0.5
+    assert seen == ["++task.params.steps=7", "++task.params.lr=0.5"]
+    assert ConfigLoaderImpl.__dict__["_apply_overrides_to_config"].__func__.nemorun_adjust is compose.keep_literal
 
 
 def test_group_exists(loader) -> None:  # type: ignore[no-untyped-def]

@@ -13,8 +13,9 @@ import pytest
 import yaml
 
 from nemorun import configmap_packaging as cmp
+from nemorun import lower
 from nemorun.errors import ConfigError
-from nemorun.plan import plan_config
+from nemorun.plan import plan_config, render_job
 from tests.conftest import ROOT
 from tests.contracts import configmap_errors, trainjob_errors
 from tests.golden_cases import CASES, KUBEFLOW_PROJECT
@@ -180,3 +181,16 @@ def test_cli_oversize_is_one_line_exit_2(cli_env: dict[str, str], tmp_path: Path
     assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("nemorun: error: ConfigMap ") and "huge.py (1.05 MiB)" in proc.stderr
     assert not (tmp_path / "out").exists()
 
+
+
+@pytest.mark.parametrize("value", ["\n", "\n\n", "a\n", " \n", "a\nb", "\r\n", "x\n "])
+def test_env_values_with_line_breaks_stay_valid_yaml(value: str) -> None:
+    """Regression (found by the hostile-value property test): a value ending in a line break was
+    dumped as a keep-chomped block (``|2+``) that PyYAML closes with a ``...`` marker, which made
+    the indented trainjob.yaml invalid; such values are now double-quoted."""
+    cfg = compose_config(CASES["kubeflow_function"])
+    cfg.task.env = {"HOSTILE": value}
+    rendered = render_job(lower.compile_job(cfg, PINNED_SITE))
+    manifest = yaml.safe_load(rendered.artifacts["trainjob.yaml"])
+    env = {e["name"]: e["value"] for e in manifest["spec"]["trainer"]["env"]}
+    assert env["HOSTILE"] == value

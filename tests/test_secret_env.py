@@ -95,7 +95,8 @@ def test_lepton_secret_name_ref_and_no_key(cli_env: dict[str, str], nemorun_home
     env = dict(cli_env, HF_TOKEN=SENTINEL)
     proc = run_cli([*CASES["lepton_train_torchrun"], "dryrun=true"], env=env)
     assert proc.returncode == 0, proc.stderr
-    body = json.loads(proc.stdout.split("==> job.json <==\n", 1)[1])
+    # the dry run prints a readable script view after the JSON: parse the JSON document only
+    body, _ = json.JSONDecoder().raw_decode(proc.stdout.split("==> job.json <==\n", 1)[1])
     assert {"name": "HF_TOKEN", "value_from": {"secret_name_ref": "hf-token"}} in body["spec"]["envs"]
     assert_no_value(nemorun_home, proc.stdout, proc.stderr)
     keyed = run_cli([*CASES["lepton_train_torchrun"], "dryrun=true", "+executor.env_vars.X={secret: s, key: k}"], env=cli_env)

@@ -80,9 +80,9 @@ def test_exclusive_false_renders_nothing() -> None:
     assert "--exclusive" not in _script("executor.exclusive=false")
 
 
-@pytest.mark.parametrize("value, message", [("topo", "'topo' needs a newer Slurm"), ("yes", "must be true, false, user or mcs")])
+@pytest.mark.parametrize("value, message", [("topo", "'topo' needs a newer Slurm than 22.05"), ("yes", "must be true, false, user or mcs or topo")])
 def test_exclusive_unknown_mode_refused(value: str, message: str, cli_env: dict[str, str]) -> None:
-    assert message in _refused([f"executor.exclusive={value}"], cli_env)
+    assert message in _refused([f"executor.exclusive={value}", "executor.slurm_version=22.05"], cli_env)
 
 
 @pytest.mark.slurm

@@ -1,6 +1,9 @@
 """nemorun: configure an ML job once with Hydra; render, validate and run it anywhere.
 
 The package imports nothing heavy at start-up; the Python API below loads on first use.
+NeMo-Run's names (executors, packagers, launchers, ``Script``/``Partial``/``Config``, ``run``,
+``Experiment``) are the typed front end of :mod:`nemorun.python_api`. Type checkers read
+``__init__.pyi`` (importing them here would put every module in one cycle with the package).
 """
 from __future__ import annotations
 
@@ -8,13 +11,17 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = ["launch", "Experiment", "experiments", "__version__"]
+_API = ("launch", "Experiment", "experiments", "run")
+_PYTHON_API = (
+    "LocalExecutor", "DockerExecutor", "SlurmExecutor", "SSHTunnel", "LocalTunnel", "SkypilotExecutor",
+    "DGXCloudExecutor", "LeptonExecutor", "KubeflowExecutor", "Packager", "GitArchivePackager", "PatternPackager",
+    "HybridPackager", "ConfigMapPackager", "Torchrun", "FaultTolerance", "Script", "Partial", "Config",
+    "compose_typed", "to_yaml",
+)
 
-_LAZY = {
-    "launch": "nemorun.api",
-    "Experiment": "nemorun.api",
-    "experiments": "nemorun.api",
-}
+__all__ = [*_API, *_PYTHON_API, "__version__"]
+
+_LAZY = {**{n: "nemorun.api" for n in _API}, **{n: "nemorun.python_api" for n in _PYTHON_API}}
 
 
 def __dir__() -> list[str]:

@@ -12,16 +12,35 @@
 ``launch`` composes with the same config tree, user config folders and plugins as the CLI.
 Overrides with sweep syntax (``a=1,2``, ``range(...)``) make a sweep unless ``multirun=False``.
 A dry run records nothing: it prints what the CLI prints and returns ``None``.
+
+NeMo-Run's form (executors, tasks and experiments as Python objects, :mod:`nemorun.python_api`)
+is translated to the same override list, so it records, reruns and renders like the CLI::
+
+    ex = nemorun.SlurmExecutor(partition="batch", tunnel=nemorun.SSHTunnel(host="login", job_dir="/scratch/me"))
+    nemorun.run(nemorun.Partial(train, lr=0.1), executor=ex)
+    with nemorun.Experiment("pipeline", executor=ex) as exp:
+        prep = exp.add(nemorun.Script(inline="echo prep"))
+        exp.add(nemorun.Partial(train, lr=0.1), depends_on=[prep])
+        exp.run()
 """
 from __future__ import annotations
 
+import copy
 import sys
 import time
+import warnings
 from pathlib import Path
-from typing import Any, Iterator, Optional, Sequence, TextIO
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Mapping, Optional, Sequence, TextIO, Union
 
 from nemorun import catalog, launching, submitters, tracking
 from nemorun.errors import ConfigError
+from nemorun.plan import DEPENDENCY_TYPES
+from nemorun.python_api import (
+    AnyExecutor, LocalExecutor, Task, checked_overrides, executor_overrides, experiment_override, hydra_value, job_overrides,
+    sweep_overrides, task_overrides,
+)
+from nemorun.schemas.core import check_name
 from nemorun.states import AppState, Handle, JobStatus
 from nemorun.store import JOB_FILE, ExperimentRecord, JobRecord, nemorun_home
 
@@ -30,12 +49,170 @@ def _home(home: Optional[str | Path] = None) -> Path:
     return Path(home).expanduser() if home else nemorun_home()
 
 
-class Experiment:
-    """One recorded experiment (a folder under ``NEMORUN_HOME/experiments``)."""
+@dataclass
+class _Entry:
+    """One ``Experiment.add``: a task, where it runs and what it waits for."""
 
-    def __init__(self, path: Path):
+    task: Task
+    executor: Optional[AnyExecutor]
+    name: str
+    depends_on: list[str] = field(default_factory=list)
+    dependency_type: str = "afterok"
+    grid: Optional[Mapping[str, Sequence[Any]]] = None
+    allocation: Optional[str] = None
+
+
+class Experiment:
+    """An experiment: ``Experiment(path)`` is a recorded one (a folder under
+    ``NEMORUN_HOME/experiments``); ``Experiment("title", executor=...)`` is a new one, built with
+    :meth:`add` / :meth:`add_sweep` and launched by :meth:`run` (then it is the recorded one)."""
+
+    record: ExperimentRecord
+    meta: dict[str, Any]
+
+    def __init__(self, title: Union[str, Path], executor: Optional[AnyExecutor] = None):
+        self._entries: list[_Entry] = []
+        self._executor = copy.deepcopy(executor)
+        self._shown = False  # dry-run: the jobs were looked at, not forgotten
+        if isinstance(title, Path):
+            self._attach(title)
+            return
+        try:
+            check_name("experiment title", title)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        self.title = title
+
+    def _attach(self, path: Path) -> None:
         self.record = ExperimentRecord(path)
-        self.meta: dict[str, Any] = self.record.meta
+        self.meta = self.record.meta
+        self.title = str(self.meta.get("name", ""))
+
+    def __getattr__(self, name: str) -> Any:
+        # only reached for record/meta of an experiment that has not been launched yet
+        if name in ("record", "meta"):
+            raise ConfigError(f"experiment '{self.__dict__.get('title')}' has not run yet: call exp.run() first")
+        raise AttributeError(name)
+
+    def __enter__(self) -> "Experiment":
+        return self
+
+    def __exit__(self, exc_type: Optional[type], exc: Optional[BaseException], tb: Any) -> None:
+        """Leaving the block launches nothing, as in NeMo-Run (only ``exp.run()`` submits): an
+        exception inside it therefore submits nothing and propagates. Jobs added but neither run
+        nor dry-run are most likely a forgotten ``exp.run()``, so that is warned about."""
+        if exc_type is None and self._entries and "record" not in self.__dict__ and not self._shown:
+            names = ", ".join(e.name for e in self._entries)
+            warnings.warn(f"experiment '{self.title}' was not run: its jobs ({names}) were added but exp.run() was never "
+                          "called, so nothing was submitted", UserWarning, stacklevel=2)
+
+    # -- building (NeMo-Run's run.Experiment) -------------------------------------------------
+
+    def _unique(self, wanted: Optional[str], task: Task) -> str:
+        """Job names are task names in a multi-task experiment: letters, digits and '_'."""
+        base = "".join(c if c.isalnum() or c == "_" else "_" for c in (wanted or str(task.name))) or "task"
+        if wanted is not None and base != wanted:
+            raise ConfigError(f"job name {wanted!r}: use letters, digits and _ (it names the job and its folder)")
+        taken = {e.name for e in self._entries}
+        if wanted is not None and wanted in taken:
+            raise ConfigError(f"experiment '{self.title}' already has a job named {wanted!r}")
+        name, i = base, 1
+        while name in taken:
+            name, i = f"{base}_{i}", i + 1
+        return name
+
+    def add(self, task: Task, executor: Optional[AnyExecutor] = None, name: Optional[str] = None,
+            depends_on: Sequence[str] = (), dependency_type: str = "afterok", allocation: Optional[str] = None) -> str:
+        """Add a job; returns its id (its name), for ``depends_on`` of later jobs and for
+        :meth:`logs` / :meth:`cancel` once the experiment runs. Jobs naming the same
+        ``allocation`` share one Slurm job (a job group, or a heterogeneous job)."""
+        if "record" in self.__dict__:
+            raise ConfigError(f"experiment {self.id} has already run: use exp.rerun() or a new Experiment")
+        if any(e.grid is not None for e in self._entries):
+            raise ConfigError("an experiment with a sweep holds that sweep only: add other jobs to another experiment")
+        job_overrides(task, executor or self._executor)  # a bad task or executor fails here, not at run()
+        known = [e.name for e in self._entries]
+        for dep in depends_on:
+            if dep not in known:
+                raise ConfigError(f"depends_on: no job {dep!r} in this experiment yet (jobs: {', '.join(known) or 'none'})")
+        if dependency_type not in DEPENDENCY_TYPES:
+            raise ConfigError(f"dependency_type={dependency_type!r}; use one of {', '.join(DEPENDENCY_TYPES)}")
+        # copies, as NeMo-Run takes them: changing the objects after add() must not change this job
+        entry = _Entry(copy.deepcopy(task), copy.deepcopy(executor), self._unique(name, task), list(depends_on),
+                       dependency_type, allocation=allocation)
+        self._entries.append(entry)
+        return entry.name
+
+    def add_sweep(self, task: Task, grid: Mapping[str, Sequence[Any]], executor: Optional[AnyExecutor] = None,
+                  name: Optional[str] = None, allocation: Optional[str] = None) -> str:
+        """A grid sweep of ``task`` (every combination of ``grid``'s values; a bare key is a
+        function parameter, a dotted one any config key such as ``executor.nodes``): ONE
+        experiment, one job array where the backend has arrays (Slurm). ``allocation``: the
+        whole sweep as ONE Slurm job, each point a step of it (the CLI's ``allocation=NAME``)."""
+        if self._entries:
+            raise ConfigError("a sweep is an experiment of its own: add it to an empty Experiment")
+        sweep_overrides(task, grid)
+        job_overrides(task, executor or self._executor)
+        self._entries.append(_Entry(copy.deepcopy(task), copy.deepcopy(executor), name or str(task.name), grid=dict(grid),
+                                    allocation=allocation))
+        return self._entries[0].name
+
+    def overrides(self, sequential: bool = False) -> tuple[list[str], bool]:
+        """The override list the CLI would be given for this experiment, and whether it is a sweep
+        (``nemorun -m``): what :meth:`run` launches and the record stores."""
+        if not self._entries:
+            raise ConfigError(f"experiment '{self.title}' has no jobs: exp.add(task) first")
+        first = self._entries[0]
+        if first.grid is not None:
+            ovs = [*job_overrides(first.task, first.executor or self._executor, first.name),
+                   *sweep_overrides(first.task, first.grid),
+                   *([] if first.allocation is None else [f"allocation={hydra_value(first.allocation)}"]),
+                   f"name={self.title}"]
+            return checked_overrides(ovs), True
+        if len(self._entries) == 1 and not sequential and first.allocation is None:
+            return checked_overrides([*job_overrides(first.task, first.executor or self._executor, first.name),
+                                      f"name={self.title}"]), False
+        # One executor for every job goes on the "command line" of the experiment, not into each
+        # task: `exp rerun ID executor.x=y` then reaches every job (a task's own overrides come last).
+        executors = [executor_overrides(e.executor or self._executor or LocalExecutor(), e.name) for e in self._entries]
+        shared = executors[0] if all(x == executors[0] for x in executors) else []
+        tasks = {}
+        for i, (e, ex) in enumerate(zip(self._entries, executors)):
+            deps = list(e.depends_on)
+            if sequential and i and self._entries[i - 1].name not in deps:
+                deps.append(self._entries[i - 1].name)
+            tasks[e.name] = ([*([] if shared else ex), *task_overrides(e.task)], deps, e.dependency_type, e.allocation)
+        return checked_overrides([*shared, experiment_override(self.title, tasks)]), False
+
+    def dryrun(self, render_dir: Optional[str | Path] = None, out: Optional[TextIO] = None) -> None:
+        """Render and check every artifact and print it (``render_dir``: also write them there); submit nothing."""
+        overrides, sweep = self.overrides()
+        self._shown = True
+        extra = [f"render_dir={Path(render_dir).resolve()}"] if render_dir is not None else []
+        launch([*overrides, *extra], dryrun=True, multirun=sweep, out=out or sys.stdout)
+
+    def run(self, detach: bool = True, sequential: bool = False, dryrun: bool = False,
+            out: Optional[TextIO] = None) -> "Experiment":
+        """Launch: record, then submit every job (``sequential``: each job after the previous one).
+        ``detach=False`` stays attached until the jobs end, streaming their output."""
+        if "record" in self.__dict__:
+            raise ConfigError(f"experiment {self.id} has already run: use exp.rerun() for another run")
+        overrides, sweep = self.overrides(sequential)
+        out = out or sys.stdout
+        if dryrun:
+            launch(overrides, dryrun=True, multirun=sweep, out=out)
+            self._shown = True
+            return self
+        path = launching.record_path(launching.launch([*overrides, *([] if detach else ["wait=true"])], multirun=sweep, out=out))
+        if path is not None:
+            self._attach(path)
+        return self
+
+    @classmethod
+    def latest(cls, home: Optional[str | Path] = None) -> "Experiment":
+        return cls.load("latest", home=home)
+
+    # -- a recorded experiment -----------------------------------------------------------------
 
     @classmethod
     def load(cls, ref: str = "latest", home: Optional[str | Path] = None) -> "Experiment":
@@ -157,6 +334,18 @@ def launch(
     args = list(overrides) + (["dryrun=true"] if dryrun else [])
     path = launching.record_path(launching.launch(args, multirun=multirun, out=out))
     return Experiment(path) if path is not None else None
+
+
+def run(task: Task, executor: Optional[AnyExecutor] = None, name: Optional[str] = None, dryrun: bool = False,
+        detach: bool = True, *, out: Optional[TextIO] = None) -> Optional[Experiment]:
+    """NeMo-Run's ``run.run``: one task on one executor (default: this machine) as an experiment
+    named ``name`` (default: the task's name). Returns the recorded experiment (None for a dry run)."""
+    exp = Experiment(name or str(task.name), executor=executor)
+    exp.add(task)
+    if dryrun:
+        exp.dryrun(out=out)
+        return None
+    return exp.run(detach=detach, out=out)
 
 
 def experiments(name: Optional[str] = None, limit: Optional[int] = None, home: Optional[str | Path] = None) -> list[dict[str, Any]]:

@@ -62,6 +62,9 @@ class Capabilities:
     native_dependencies: bool = False
     # env_vars may reference the platform's secrets (matches the schema's secret_env_vars)
     secret_store: bool = False
+    # an experiment's tasks naming one ``allocation:`` run as steps of ONE job (ir.Job.steps:
+    # Slurm job groups and heterogeneous jobs, nemorun.allocations)
+    allocations: bool = False
     # how an archive packager's code travels when the artifact itself carries it (packaging reads
     # it before compiling, so a render stays pure): "files" (each file, e.g. in a ConfigMap),
     # "bytes" (the archive, e.g. base64 in the job's command); None: the submitter places it

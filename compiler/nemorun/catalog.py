@@ -2,7 +2,9 @@
 
 Why both: the folders (:mod:`nemorun.store`) are the truth and readable by any tool; listing
 hundreds of experiments by opening every ``experiment.json`` and ``record.json`` would be slow.
-The catalog caches one row per experiment (id, name, target, created, jobs, state counts).
+The catalog caches one row per experiment (id, name, target, created, jobs, state counts, the
+keys a sweep varies, and when a job state was last checked — so ``exp list`` can say how old a
+non-final state is).
 It is only a cache: :func:`sync` adds folders it does not know (a launch killed before its
 insert) and drops rows whose folder is gone, and deleting ``catalog.db`` loses nothing.
 
@@ -25,14 +27,15 @@ import sqlite3
 import sys
 from contextlib import closing
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Iterator, Mapping, Optional, Sequence
 
 from nemorun.errors import ConfigError, DamagedRecordError
-from nemorun.store import EXPERIMENT_FILE, JOB_FILE, ExperimentRecord, StoreError
+from nemorun.states import AppState
+from nemorun.store import EXPERIMENT_FILE, JOB_FILE, ExperimentRecord, JobRecord, StoreError
 
 DB_NAME = "catalog.db"
 # bumped when the table changes: an older catalog is dropped and rebuilt (it is only a cache)
-_VERSION = 2
+_VERSION = 3
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS experiments (
     id TEXT PRIMARY KEY,
@@ -43,7 +46,9 @@ CREATE TABLE IF NOT EXISTS experiments (
     path TEXT NOT NULL,
     jobs INTEGER NOT NULL,
     states TEXT NOT NULL,
-    stamp TEXT NOT NULL
+    stamp TEXT NOT NULL,
+    swept TEXT NOT NULL,
+    checked REAL
 );
 CREATE INDEX IF NOT EXISTS experiments_name ON experiments (name, created);
 CREATE INDEX IF NOT EXISTS experiments_created ON experiments (created);
@@ -132,16 +137,45 @@ def _subdirs(path: Path) -> Iterator[Path]:
             yield Path(e.path)
 
 
-def _row(rec: ExperimentRecord, states: Optional[dict[str, int]] = None) -> tuple[Any, ...]:
-    """The experiment's catalog row; a damaged record gives a ``damaged`` row, not an error."""
+def override_values(overrides: Sequence[str]) -> dict[str, str]:
+    """``key -> value`` of ``key=value`` overrides (``+``/``~`` prefixes dropped)."""
+    out: dict[str, str] = {}
+    for o in overrides:
+        key, eq, value = o.partition("=")
+        if eq:
+            out[key.lstrip("+~")] = value
+    return out
+
+
+def swept_values(job_overrides: Mapping[str, Sequence[str]]) -> tuple[list[str], dict[str, dict[str, str]]]:
+    """The keys whose value differs between jobs (a sweep's parameters, in command-line order)
+    and each job's values of them: what tells ``train-3`` from ``train-4`` to a reader."""
+    values = {job: override_values(ovs) for job, ovs in job_overrides.items()}
+    keys: list[str] = []
+    for vals in values.values():
+        keys.extend(k for k in vals if k not in keys)
+    swept = [k for k in keys if len({v.get(k) for v in values.values()}) > 1]
+    return swept, {job: {k: v.get(k, "-") for k in swept} for job, v in values.items()}
+
+
+def _row(rec: ExperimentRecord, states: Optional[dict[str, int]] = None,
+         known: Optional[Mapping[str, JobRecord]] = None) -> tuple[Any, ...]:
+    """The experiment's catalog row; a damaged record gives a ``damaged`` row, not an error.
+    ``known``: job records the caller has just read or written (``exp status``), not read again."""
     stamp = _stamp(rec.path)
     try:
         meta = rec.meta
-        if states is None:
-            states = rec.state_counts()
+        known = known or {}
+        jobs = [j for j in (known[n] if n in known else rec.try_job(n) for n in meta["jobs"]) if j is not None]
+        if states is None:  # ExperimentRecord.state_counts, from the records read once here
+            states = {}
+            for state in [j.state for j in jobs] + [AppState.UNSUBMITTED.value] * (len(meta["jobs"]) - len(jobs)):
+                states[state] = states.get(state, 0) + 1
+        swept, _ = swept_values({j.name: j.overrides for j in jobs})
+        checked = max((t for t in (*(j.updated_at for j in jobs), rec.checked_at) if t), default=None)
         return (
             meta["id"], meta["name"], meta["target"], meta.get("kind", "single"), float(meta["created"]),
-            str(rec.path), len(meta["jobs"]), json.dumps(states, sort_keys=True), stamp,
+            str(rec.path), len(meta["jobs"]), json.dumps(states, sort_keys=True), stamp, json.dumps(swept), checked,
         )
     except (DamagedRecordError, ValueError, TypeError):
         try:
@@ -149,10 +183,10 @@ def _row(rec: ExperimentRecord, states: Optional[dict[str, int]] = None) -> tupl
         except OSError:
             created = 0.0
         return (rec.path.name, rec.path.parent.name, "-", DAMAGED_KIND, created, str(rec.path), 0,
-                json.dumps({DAMAGED_STATE: 1}), stamp)
+                json.dumps({DAMAGED_STATE: 1}), stamp, "[]", None)
 
 
-_UPSERT = "INSERT OR REPLACE INTO experiments VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_UPSERT = "INSERT OR REPLACE INTO experiments VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 
 
 def upsert(home: Path, rec: ExperimentRecord, states: Optional[dict[str, int]] = None) -> None:
@@ -160,10 +194,10 @@ def upsert(home: Path, rec: ExperimentRecord, states: Optional[dict[str, int]] =
         conn.execute(_UPSERT, _row(rec, states={"UNSUBMITTED": len(rec.meta["jobs"])} if states is None else states))
 
 
-def refresh(home: Path, rec: ExperimentRecord) -> None:
+def refresh(home: Path, rec: ExperimentRecord, known: Optional[Mapping[str, JobRecord]] = None) -> None:
     """Recount the experiment's job states from its folder (after a launch or a status)."""
     with closing(_connect(home)) as conn:
-        conn.execute(_UPSERT, _row(rec))
+        conn.execute(_UPSERT, _row(rec, known=known))
 
 
 def _folders(home: Path) -> Iterator[Path]:
@@ -197,7 +231,7 @@ def sync(home: Path, conn: Optional[sqlite3.Connection] = None) -> None:
 def _fresh(conn: sqlite3.Connection, row: dict[str, Any]) -> dict[str, Any]:
     """The row again, re-read from its folder if a record file changed since it was cached."""
     path = Path(row["path"])
-    if _stamp(path) == row["stamp"]:
+    if _stamp(path) == row["stamp"] and _decodes(row):
         return row
     try:
         new = _row(ExperimentRecord(path))
@@ -205,6 +239,16 @@ def _fresh(conn: sqlite3.Connection, row: dict[str, Any]) -> dict[str, Any]:
         return row
     conn.execute(_UPSERT, new)
     return dict(zip(row.keys(), new))
+
+
+def _decodes(row: Mapping[str, Any]) -> bool:
+    """Whether the cached columns read back (a damaged catalog row is re-read from its folder)."""
+    try:
+        states, swept = json.loads(row["states"]), json.loads(row["swept"])
+    except (TypeError, ValueError):
+        return False
+    return isinstance(states, dict) and isinstance(swept, list) and (
+        row["checked"] is None or type(row["checked"]) in (int, float))
 
 
 def rows(home: Path, name: Optional[str] = None, limit: Optional[int] = None) -> list[dict[str, Any]]:
@@ -223,6 +267,7 @@ def rows(home: Path, name: Optional[str] = None, limit: Optional[int] = None) ->
         out = [_fresh(conn, dict(r)) for r in conn.execute(sql, args).fetchall()]
     for r in out:
         r["states"] = json.loads(r["states"])
+        r["swept"] = json.loads(r["swept"])
         del r["stamp"]
     return out
 

@@ -6,6 +6,7 @@ bypassed (``HYDRA_FULL_ERROR=1`` makes it re-raise) so its multi-line reports ca
 """
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import sys
@@ -13,8 +14,9 @@ from typing import Callable, NoReturn, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
-from nemorun import exp_cli, launching
+from nemorun import launching, quick
 from nemorun.compose import CONFIG_NAME, Described, describe_error, free_form_overrides
+from nemorun.errors import ConfigError
 
 _result_code: Optional[int] = None
 # An error inside the task function is kept here and raised after Hydra returns: raised inside,
@@ -72,6 +74,45 @@ def _run_composed(args: list[str]) -> None:
         raise Described(*describe_error(exc)) from exc
 
 
+CONFIG_DIR_FLAGS = ("--config-dir", "-cd")
+
+
+def config_dirs_first(args: list[str]) -> list[str]:
+    """``--config-dir DIR`` taken out of ``args`` and put first in ``NEMORUN_CONFIG_PATH``.
+
+    Why: Hydra searches a ``--config-dir`` folder AFTER the packaged configs, so a team's
+    ``executor/slurm.yaml`` (with its account) was silently ignored for ``executor=slurm``, while
+    the same folder in ``NEMORUN_CONFIG_PATH`` replaced the packaged option. Both now mean the
+    same: the user's option wins (``--config-dir`` first, then the variable's folders in order),
+    and such a run can take the single-compose path and the compose cache (keyed on the variable).
+    """
+    out: list[str] = []
+    dirs: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg in CONFIG_DIR_FLAGS:
+            if i + 1 >= len(args) or args[i + 1].startswith("-"):
+                raise ConfigError(f"{arg} needs a folder: {arg} DIR")
+            dirs.append(args[i + 1])
+            i += 2
+            continue
+        if arg.startswith("--config-dir="):
+            dirs.append(arg.partition("=")[2])
+        else:
+            out.append(arg)
+        i += 1
+    if not dirs:
+        return out
+    folders = [os.path.abspath(os.path.expanduser(d)) for d in dirs]
+    for given, folder in zip(dirs, folders):
+        if not os.path.isdir(folder):
+            raise ConfigError(f"--config-dir {given}: no such folder ({folder})")
+    existing = [d for d in os.environ.get("NEMORUN_CONFIG_PATH", "").split(os.pathsep) if d]
+    os.environ["NEMORUN_CONFIG_PATH"] = os.pathsep.join([*folders, *existing])
+    return out
+
+
 def fail(code: int, message: str) -> NoReturn:
     print(f"nemorun: error: {message}", file=sys.stderr)
     sys.exit(code)
@@ -79,9 +120,17 @@ def fail(code: int, message: str) -> NoReturn:
 
 def main(argv: Optional[list[str]] = None) -> None:
     args = sys.argv[1:] if argv is None else argv
+    if quick.serve(args, main):  # --help, -sc and TAB from nemorun.quick's cache: no compose on a hit
+        return
     if args and args[0] == "exp":
-        sys.exit(exp_cli.main(args[1:]))
+        # loaded only here: the experiment commands bring nemorun.api and the Python API
+        # (python_api, every schema class by name), a tenth of a cold dry run's imports
+        sys.exit(importlib.import_module("nemorun.exp_cli").main(args[1:]))
     args = free_form_overrides(args)  # new keys of env_vars, params, labels... need no `+`
+    try:
+        args = config_dirs_first(args)
+    except ConfigError as exc:
+        fail(2, str(exc))
     sys.argv = [sys.argv[0], *args]
     debug = _debug(args)
     os.environ["HYDRA_FULL_ERROR"] = "1"

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import posixpath
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, Optional, Sequence
 
 from nemorun import entry
 from nemorun.ir import Job, Task
@@ -44,6 +44,17 @@ def function_spec_text(task: Task) -> str:
     """
     spec: Mapping[str, Any] = {"target": task.target, "params": dict(task.params)}
     return json.dumps(spec, indent=2, sort_keys=True) + "\n"
+
+
+# A job array's function tasks, one JSON object per line (row i = array task i): JSON escapes every
+# newline and, with ensure_ascii, every other line break, so a row is always exactly one line.
+TASK_TABLE = "tasks.jsonl"
+
+
+def task_table_text(tasks: Sequence[Task]) -> str:
+    """``tasks.jsonl``: what ``python nemorun_entry.py tasks.jsonl <row>`` reads on the node."""
+    return "".join(json.dumps({"target": t.target, "params": dict(t.params)}, sort_keys=True, separators=(",", ":")) + "\n"
+                   for t in tasks)
 
 
 def function_artifacts(job: Job) -> dict[str, str]:

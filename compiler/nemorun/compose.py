@@ -26,12 +26,13 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Protocol, Sequence
 
-from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+from omegaconf import AnyNode, DictConfig, ListConfig, OmegaConf, StringNode, open_dict, read_write
 
 from nemorun import compose_cache, hydra_compat
 from nemorun.errors import ConfigError, NemorunError, one_line
 from nemorun.lower import secret_refs_unsupported
 from nemorun.schemas import all_schemas
+from nemorun.schemas.core import SECRET_REFS, RootConfig
 
 CONFIG_NAME = "nemorun"
 
@@ -204,9 +205,44 @@ def sweep_batch(overrides: Sequence[str]) -> list[list[str]]:
     """The job override lists of a grid sweep (a plain override list gives one job), refused
     before expanding when it is larger than ``hydra.sweeper.max_jobs``."""
     parsed = parse_overrides(overrides)
-    limits = [int(o.value()) for o in parsed if str(o.key_or_group) == MAX_JOBS_KEY and not o.is_sweep_override()]
+    limits = [o.value() for o in parsed if str(o.key_or_group) == MAX_JOBS_KEY and not o.is_sweep_override()]
+    if limits and (isinstance(limits[-1], bool) or not isinstance(limits[-1], int)):  # as Hydra's own schema says
+        raise ConfigError(f"{MAX_JOBS_KEY} must be a whole number (got {limits[-1]!r})")
     check_sweep_size(parsed, limits[-1] if limits else MAX_SWEEP_JOBS)
-    return hydra_compat.split_sweep(parsed)
+    return split_sweep(parsed)
+
+
+def split_sweep(parsed: Sequence[Any]) -> list[list[str]]:
+    """The job override lists of a grid sweep, in Hydra's order (the cartesian product; a key given
+    twice keeps its first place and its last value), each value AS TYPED: Hydra's own split
+    (``BasicSweeper.split_arguments``) writes values back from their parsed form, so
+    ``env_vars.V=1.10,2.0`` would give jobs ``V=1.1``."""
+    import itertools
+
+    columns: dict[str, list[str]] = {}
+    for ov in parsed:
+        key = ov.get_key_element()
+        if ov.is_sweep_override():
+            if not ov.is_discrete_sweep():
+                raise ConfigError(f"{as_typed([str(ov.input_line)])[0]}: a grid sweep takes a list of values (a,b or range(...)), "
+                                  "not an interval; intervals are for hydra/sweeper=optuna and the like")
+            columns[key] = [f"{key}={text}" for text in sweep_texts(ov)]
+            if not columns[key]:  # range(0,0), glob(*) of a value key: the product has no job at all
+                raise ConfigError(f"{as_typed([str(ov.input_line)])[0]}: the sweep gives no values, so there would be no job to launch")
+        else:
+            line = str(ov.input_line)
+            columns[key] = [f"{key}={ov.get_value_string()}" if "=" in line else line]
+    return [list(job) for job in itertools.product(*columns.values())]
+
+
+def sweep_texts(ov: Any) -> list[str]:
+    """Each value of a discrete sweep as the user typed it (``1.10,2.0`` -> ``1.10``, ``2.0``);
+    values a function computed (``range``, ``sort``, ``glob``) as Hydra writes them."""
+    literals = hydra_compat.value_literals(str(ov.input_line))
+    hydra_texts = list(ov.sweep_string_iterator())
+    if isinstance(literals, hydra_compat.SweepTexts) and len(literals.items) == len(hydra_texts):
+        return [text for text, _ in literals.items]
+    return hydra_texts
 
 
 class ValueTable:
@@ -219,14 +255,24 @@ class ValueTable:
             parsed = parse_overrides(command_overrides)
         except Exception:  # noqa: BLE001 - a bad line is reported by the per-job parse below
             parsed = []
+        from hydra.core.override_parser.types import Glob
+
         for ov in parsed:
             key = ov.get_key_element()
-            if ov.is_sweep_override() and ov.is_discrete_sweep():
-                for text, value in zip(ov.sweep_string_iterator(), ov.sweep_iterator()):
+            # glob(...) of a group expands with a config loader (the sweeper's); each job's option parses alone
+            if ov.is_sweep_override() and ov.is_discrete_sweep() and not isinstance(ov.value(), Glob):
+                literals = hydra_compat.value_literals(str(ov.input_line))
+                items = literals.items if isinstance(literals, hydra_compat.SweepTexts) else ()
+                for i, (text, value) in enumerate(zip(sweep_texts(ov), ov.sweep_iterator())):
                     line = f"{key}={text}"
+                    # known from the sweep's one parse: no parse per job when merged
+                    if len(items) > i:
+                        hydra_compat.remember_literals(line, items[i][1])
+                    elif isinstance(value, (bool, int, float)) or value is None:  # range(...): Hydra's text is the text
+                        hydra_compat.remember_literals(line, hydra_compat.Typed(text, value is None))
                     self._by_string[as_typed([line])[0]] = hydra_compat.element_override(ov, key, text, value)
             elif not ov.is_sweep_override():
-                self._by_string[as_typed([f"{key}={ov.get_value_element_as_str()}"])[0]] = ov
+                self._by_string[as_typed([f"{key}={ov.get_value_string()}"])[0]] = ov
 
     def get(self, text: str) -> Any:
         ov = self._by_string.get(text)
@@ -251,8 +297,91 @@ def is_value_override(ov: Any, is_group: Callable[[str], bool]) -> bool:
 
 
 def apply_overrides(overrides: Sequence[Any], cfg: DictConfig) -> None:
-    """Hydra's own merge of parsed value overrides into a composed config (types still enforced)."""
+    """Hydra's own merge of parsed value overrides into a composed config (types still enforced,
+    values of str fields as typed)."""
+    keep_literals_in_merges()
     hydra_compat.apply_value_overrides(overrides, cfg)
+
+
+# -- values as typed -------------------------------------------------------------------------
+#
+# Hydra's grammar types unquoted values before they reach a field: ``task.args=[--tag,1.10]``
+# would run ``--tag 1.1``, ``env_vars.DEBUG=false`` would export ``False``. Every destination
+# typed ``str`` (a str field, an item of a ``List[str]``, a value of a ``Dict[str, str]`` or of
+# an executor's env_vars) gets the text as typed instead: ``1.10``, ``007``, ``true``, ``1e3``,
+# ``0x10``. ``null`` is None where None is allowed (an ``Optional[str]`` field: "unset it") and
+# the text ``null`` where it is not (an item of ``List[str]``, an env var value). Destinations
+# typed ``Any`` (``task.params``, ``additional_parameters``) keep Hydra's types: a function's
+# ``lr=0.1`` is a float. YAML files keep YAML's types; only command-line text is at issue.
+# The hook sits in Hydra's merge (:func:`nemorun.hydra_compat.wrap_override_merge`), which
+# every path goes through: compose, ``@hydra.main``, sweeps, reruns.
+
+
+def keep_literals_in_merges() -> None:
+    """Make Hydra's merge keep command-line literals for str destinations (idempotent)."""
+    hydra_compat.wrap_override_merge(keep_literal)
+
+
+def keep_literal(ov: Any, cfg: Any) -> Any:
+    """``ov`` with its typed tokens given back as text where its destination in ``cfg`` holds text."""
+    from hydra.core.override_parser.types import ValueType
+
+    if (ov.is_delete() or ov.value_type is not ValueType.ELEMENT or ov.package is not None or not ov.input_line
+            or not isinstance(cfg, DictConfig) or OmegaConf.get_type(cfg) is not RootConfig):
+        return ov
+    value = ov.value()
+    if isinstance(value, str):  # Hydra kept the text already (quoted, or not a number/bool/null)
+        return ov
+    parent: Any = None
+    node: Any = cfg
+    for part in str(ov.key_or_group).split("."):
+        if node is None or not isinstance(node, (DictConfig, ListConfig)):
+            return ov
+        parent = node
+        node = hydra_compat.child_node(node, int(part) if isinstance(node, ListConfig) and part.isdigit() else part)
+    if not isinstance(value, (list, dict)) and not _holds_text(node, parent):
+        return ov  # an int, float, bool or Any destination: Hydra's type is right (and no second parse)
+    literals = hydra_compat.value_literals(ov.input_line)
+    if literals is None or isinstance(literals, hydra_compat.SweepTexts):
+        return ov
+    typed = _as_typed(value, literals, node, parent)
+    return ov if typed is value else hydra_compat.with_value(ov, typed)
+
+
+def _holds_text(node: Any, parent: Any) -> bool:
+    if isinstance(node, StringNode):
+        return True
+    if node is not None and not isinstance(node, AnyNode):  # a typed node (int, bool, a container)
+        return False
+    return parent is not None and (hydra_compat.element_type(parent) is str or _is_secret_ref_map(parent))
+
+
+def _is_secret_ref_map(node: Any) -> bool:
+    """An executor's ``env_vars`` typed ``Dict[str, Any]`` for secret references: its plain values are text."""
+    owner = hydra_compat.parent(node) if isinstance(node, DictConfig) else None
+    schema = OmegaConf.get_type(owner) if isinstance(owner, DictConfig) else None
+    if schema is None or not dataclasses.is_dataclass(schema):
+        return False
+    key = hydra_compat.node_key(node)
+    return any(f.name == key and SECRET_REFS in f.metadata for f in dataclasses.fields(schema))
+
+
+def _as_typed(value: Any, literals: Any, node: Any, parent: Any) -> Any:
+    if isinstance(literals, hydra_compat.Typed):
+        if not _holds_text(node, parent) or (literals.is_null and node is not None and hydra_compat.is_optional(node)):
+            return value
+        return literals.text
+    if isinstance(literals, tuple) and isinstance(value, list) and isinstance(node, ListConfig):
+        if len(literals) != len(value) or hydra_compat.element_type(node) is not str:
+            return value
+        return [lit.text if isinstance(lit, hydra_compat.Typed) else item for item, lit in zip(value, literals)]
+    if isinstance(literals, dict) and isinstance(value, dict) and isinstance(node, DictConfig):
+        out, changed = {}, False
+        for key, item in value.items():
+            out[key] = _as_typed(item, literals[key], hydra_compat.child_node(node, key), node) if key in literals else item
+            changed = changed or out[key] is not item
+        return out if changed else value
+    return value
 
 
 # -- inside Hydra's multirun -----------------------------------------------------------------
@@ -416,6 +545,12 @@ def describe_error(exc: BaseException) -> tuple[int, str]:
             listed = ", ".join(o for o in options if not o.startswith("_"))
             return 2, f"unknown {group} option '{option}'; available: {listed or '(none)'}"
         return 2, one_line(text)
+    ambiguous = re.match(r"Ambiguous value for argument '(.*)'\n", str(exc)) if isinstance(exc, HydraException) else None
+    if ambiguous:
+        [line] = as_typed([ambiguous.group(1)])
+        key, _, value = line.partition("=")
+        return 2, (f"the override '{line}' has a comma: for one value with a comma write {quoted_form(line)}; for a "
+                   f"list, {key}=[{value}]; to sweep over the values, add -m")
     if isinstance(exc, (HydraException, OmegaConfBaseException)):
         return 2, _describe_config_error(exc)
     if isinstance(exc, (ValueError, TypeError)) and "override" in str(exc).lower():
@@ -452,8 +587,23 @@ def quoted_form(override: str) -> str:
     return "'" + text.replace("'", "'\\''") + "'"
 
 
+def dotted_key(key: str) -> str:
+    """``a.b[0].c`` as Hydra's override grammar spells it: ``a.b.0.c`` (brackets do not parse in a key)."""
+    return re.sub(r"\[(\d+)\]", r".\1", key)
+
+
 def unparsable_override(override: str) -> str:
     """One line for an override Hydra's lexer cannot read: which one, why, and the form that works."""
+    [override] = as_typed([override])  # as the user typed it: without the `++` free-form maps get
+    key, eq, value = override.partition("=")
+    if eq and re.search(r"\[\d+\]", key):
+        fixed = f"{dotted_key(key)}={value}"
+        try:
+            parse_overrides([fixed])
+        except Exception:  # noqa: BLE001 - the value needs quotes too
+            fixed = quoted_form(fixed)[1:-1]
+        return (f"cannot parse the override {override!r}: a list item in a key is written with a dot, "
+                f"'{fixed}' (the item must exist; a new list is set whole, e.g. {key.split('[')[0]}=[...])")
     return (f"cannot parse the override {override!r}: characters such as # ; [ ] = spaces or non-ASCII letters in a "
             f"value need quotes; write it as {quoted_form(override)}")
 
@@ -485,6 +635,8 @@ def _describe_config_error(exc: BaseException) -> str:
         prefix, _, key = str(key_path).rpartition(".")
         close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
         hint = f"; did you mean '{prefix + '.' if prefix else ''}{close[0]}'?" if close else ""
+        if not close and object_type in (None, dict):  # a plain mapping: a new key is legitimate with `+`
+            hint = f"; to add it to that mapping, write +{dotted_key(str(key_path))}=..."
         return f"unknown key '{key_path}'{hint}"
     m = re.match(r"Error merging override (\S+)", text)
     if m and isinstance(cause, OmegaConfBaseException):

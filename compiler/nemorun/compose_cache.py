@@ -35,8 +35,12 @@ def _tree_stamp(root: Path, digest: Any) -> None:
         dirnames.sort()
         for name in sorted(filenames):
             if name.endswith((".yaml", ".yml", ".py")):
-                st = os.stat(os.path.join(dirpath, name))
-                digest.update(f"{dirpath}/{name}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+                try:
+                    st = os.stat(os.path.join(dirpath, name))
+                    stamp = f"{st.st_size}:{st.st_mtime_ns}"
+                except OSError:  # a dangling link or a file removed meanwhile: Hydra says what it makes of it
+                    stamp = "unreadable"
+                digest.update(f"{dirpath}/{name}:{stamp}\n".encode(errors="surrogateescape"))
 
 
 def _package_dir(name: str) -> Path:
@@ -60,7 +64,7 @@ def cache_key(overrides: Sequence[str]) -> Optional[str]:
     roots = [_package_dir("nemorun.conf"), _package_dir("nemorun.schemas")]
     roots += [Path(d).expanduser().resolve() for d in os.environ.get("NEMORUN_CONFIG_PATH", "").split(os.pathsep) if d]
     for root in roots:
-        digest.update(f"root {root}\n".encode())
+        digest.update(f"root {root}\n".encode(errors="surrogateescape"))  # a folder name need not be UTF-8
         if root.is_dir():
             _tree_stamp(root, digest)
     return digest.hexdigest()
@@ -74,10 +78,17 @@ def load(key: Optional[str]) -> Optional[Any]:
     if key is None:
         return None
     try:
-        with open(_path(key), "rb") as f:
-            return pickle.load(f)
-    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError):
+        data = _path(key).read_bytes()
+    except OSError:
         return None  # absent or unreadable: compose again
+    # the first 32 bytes are the sha256 of the pickle: a damaged entry is a miss, never unpickled
+    # (damaged pickles raise UnicodeDecodeError, TypeError, ValueError, ... or load as garbage)
+    if len(data) < 32 or hashlib.sha256(data[32:]).digest() != data[:32]:
+        return None
+    try:
+        return pickle.loads(data[32:])
+    except (pickle.UnpicklingError, EOFError, AttributeError, ImportError):
+        return None  # written by another nemorun or Hydra version than the one now installed
 
 
 def save(key: Optional[str], cfg: Any) -> None:
@@ -85,7 +96,8 @@ def save(key: Optional[str], cfg: Any) -> None:
         return
     path = _path(key)
     try:
-        atomic_write(path, pickle.dumps(cfg, protocol=pickle.HIGHEST_PROTOCOL))
+        data = pickle.dumps(cfg, protocol=pickle.HIGHEST_PROTOCOL)
+        atomic_write(path, hashlib.sha256(data).digest() + data)
         entries = sorted(path.parent.glob("*.pkl"), key=lambda p: p.stat().st_mtime)
         for old in entries[: max(0, len(entries) - MAX_ENTRIES)]:
             old.unlink(missing_ok=True)

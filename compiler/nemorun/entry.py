@@ -6,6 +6,7 @@ and this file; the job's working directory comes first on ``sys.path`` so packag
 """
 from __future__ import annotations
 
+import functools
 import importlib
 import json
 import os
@@ -27,6 +28,27 @@ def load_target(path: str) -> Callable[..., Any]:
     return fn
 
 
+TARGET_KEY = "_target_"
+
+
+def instantiate(value: Any) -> Any:
+    """Build the objects ``nemorun.Config(cls, **kw)`` describes: a mapping with ``_target_`` becomes
+    ``cls(**kw)`` (``_args_``: positional arguments; ``_partial_: true``: ``functools.partial``),
+    innermost first, as Hydra's ``instantiate`` does, so a plain-data spec can carry objects."""
+    if isinstance(value, list):
+        return [instantiate(v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    built = {k: instantiate(v) for k, v in value.items() if k not in (TARGET_KEY, "_args_", "_partial_")}
+    if TARGET_KEY not in value:
+        return built
+    fn = load_target(str(value[TARGET_KEY]))
+    args = instantiate(value.get("_args_", []))
+    if value.get("_partial_"):
+        return functools.partial(fn, *args, **built)
+    return fn(*args, **built)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
@@ -37,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     fn = load_target(spec["target"])
-    result = fn(**spec.get("params", {}))
+    result = fn(**instantiate(spec.get("params", {})))
     return result if isinstance(result, int) and not isinstance(result, bool) else 0
 
 

@@ -20,7 +20,13 @@ if it dies, ``nemorun exp rerun ID --resume`` submits the rest; ``afterok`` skip
 job when an upstream one did not succeed).
 
 Fault points for the crash tests: ``NEMORUN_FAULT=<point>`` kills this process with SIGKILL at
-``rendered`` (all jobs recorded), ``before-submit:<n>`` or ``after-submit:<n>`` (job index n).
+``rendered`` (all jobs recorded), ``before-submit:<n>`` or ``after-submit:<n>`` (job index n), and
+``tasks-recorded`` (an array's tasks recorded, the array itself not yet) and ``array-tasks`` (an
+array recorded as submitted, its tasks' records not yet updated).
+
+A job array's tasks are recorded in batches (:meth:`ExperimentRecord.save_jobs`, one sync per
+batch): the array's own record is what says whether it exists on the backend, and ``--resume``
+completes the tasks' records from it.
 """
 from __future__ import annotations
 
@@ -32,18 +38,20 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional, Sequence, TextIO
+from typing import Callable, Mapping, Optional, Sequence, TextIO
 
-from nemorun import capabilities, catalog, submitters, tracking
-from nemorun.command import ENTRY_FILE, ENTRY_SOURCE
+from nemorun import allocations, capabilities, catalog, progress, submitters, tracking
+from nemorun.command import ENTRY_FILE, ENTRY_SOURCE, TASK_TABLE
 from nemorun.errors import ConfigError, DetachedError, NemorunError, SubmitError, one_line
 from nemorun.plan import ExperimentPlan, PlannedJob, render_job
 from nemorun.states import AppState, Handle
-from nemorun.store import ExperimentRecord, JobRecord, atomic_write
+from nemorun.store import JOB_FILE, ExperimentRecord, JobRecord, artifact_mode, atomic_write_many
 
 # a dry run of a sweep prints at most this many job lines, then the first job's artifacts;
 # a launch of more jobs than this prints a summary instead of a line per job
 SUMMARY_LINES = 20
+# a dry run of an array shows this many rows of its task table
+TABLE_ROWS_SHOWN = 3
 # sweeps at least this long get a progress bar on a terminal
 PROGRESS_MIN_JOBS = 20
 
@@ -109,8 +117,11 @@ def execute(plan: ExperimentPlan, out: TextIO = sys.stdout, *, resume: Optional[
                 outcome.exit_code = wait_and_stream(record, plan.jobs[0].name)
                 outcome.exit_codes = {plan.jobs[0].name: outcome.exit_code}
             else:
-                states = tracking.wait(record, [p.name for p in plan.jobs])
-                outcome.exit_codes = {n: tracking.exit_code(s) for n, s in states.items()}
+                names = allocations.record_names(plan.jobs)
+                with progress.watching(record, names) as watch:  # a live table on a terminal only
+                    states = tracking.wait(record, names, watch=watch)
+                # per task: an allocation's own end is its steps' (not one more failed job)
+                outcome.exit_codes = {n: tracking.exit_code(states[n]) for n in allocations.task_names(plan.jobs)}
         except KeyboardInterrupt:
             exp = plan.site.experiment_id
             follow = f"nemorun exp logs {exp} -f" if plan.kind == "single" else f"nemorun exp status {exp}"
@@ -147,6 +158,8 @@ def format_artifacts(planned: Sequence[PlannedJob]) -> str:
                 continue
             out.append(f"==> {name} <==\n")
             out.append(text if text.endswith("\n") else text + "\n")
+        for title, text in p.rendered.views.items():  # for reading only: not an artifact, not sent
+            out.append(f"==> {title} (display only, not submitted) <==\n{text.rstrip()}\n")
     return "".join(out)
 
 
@@ -159,11 +172,13 @@ def _varying(batch: Sequence[Sequence[str]]) -> list[int]:
 
 
 def show_dryrun(plan: ExperimentPlan, out: TextIO) -> None:
-    if plan.kind == "experiment":
+    packed = plan.kind == "sweep" and any(p.job.steps for p in plan.jobs)  # allocation=NAME: one job, its steps
+    if plan.kind == "experiment" or packed:
         for p in plan.jobs:
             after = f" after {', '.join(p.depends_on)} ({p.dependency_type})" if p.depends_on else ""
-            out.write(f"# task {p.name}{after}\n")
-    if plan.kind != "sweep":
+            what = f"allocation {p.name}: tasks {', '.join(s.name for s in p.job.steps)} as steps of one job" if p.job.steps else f"task {p.name}"
+            out.write(f"# {what}{after}\n")
+    if plan.kind != "sweep" or packed:
         out.write(format_artifacts(plan.jobs))
         return
     count, render_dir = len(plan.jobs), plan.render_dir
@@ -172,19 +187,20 @@ def show_dryrun(plan: ExperimentPlan, out: TextIO) -> None:
                       for p in plan.jobs[:SUMMARY_LINES])
     if count > SUMMARY_LINES:
         summary += f"#   ... and {count - SUMMARY_LINES} more\n"
-    if plan.array is not None:
-        array = plan.array
-        shown_names = list(array.rendered.artifacts)[:2]  # the script and the first task's files
-        shown = dataclasses.replace(array, rendered=dataclasses.replace(
-            array.rendered, artifacts={n: array.rendered.artifacts[n] for n in shown_names}))
-        out.write(f"# dry run: sweep of {count} jobs as ONE job array ({array.name}), experiment {plan.name} "
-                  f"({plan.target}); every job rendered and validated, nothing submitted\n")
+    if plan.array is not None and plan.array.rendered is not None:
+        array, artifacts = plan.array, dict(plan.array.rendered.artifacts)
+        table = artifacts.get(TASK_TABLE, "")
+        rows = table.count("\n")
+        if rows > TABLE_ROWS_SHOWN:  # the table grows with the sweep: its first rows show its shape
+            artifacts[TASK_TABLE] = "".join(table.splitlines(keepends=True)[:TABLE_ROWS_SHOWN])
+        shown = dataclasses.replace(array, rendered=dataclasses.replace(array.rendered, artifacts=artifacts))
+        out.write(f"# dry run: sweep of {count} jobs as ONE job array ({array.name}): one script, one row per task in "
+                  f"{TASK_TABLE}; experiment {plan.name} ({plan.target}); every job checked, nothing submitted\n")
         out.write(summary)
         out.write(format_artifacts([shown]))
-        hidden = len(array.rendered.artifacts) - len(shown_names)
-        if hidden:
+        if rows > TABLE_ROWS_SHOWN:
             where = f"written to {render_dir}/{array.name}/" if render_dir else "add render_dir=DIR to write them"
-            out.write(f"# ... and {hidden} more artifacts of this array ({where})\n")
+            out.write(f"# ... and {rows - TABLE_ROWS_SHOWN} more rows of {TASK_TABLE} ({where})\n")
         return
     out.write(f"# dry run: sweep of {count} jobs, experiment {plan.name} ({plan.target}); every job rendered and "
               "validated, nothing submitted\n")
@@ -200,10 +216,9 @@ def write_render_dir(plan: ExperimentPlan, render_dir: str) -> None:
     root = Path(render_dir).expanduser()
     jobs = [plan.array] if plan.array is not None else list(plan.jobs)
     single = plan.array is None and len(jobs) == 1
-    for p in jobs:
-        d = root if single else root / p.name
-        for name, text in p.rendered.artifacts.items():
-            atomic_write(d / name, text, mode=0o755 if name.endswith(".sh") else 0o644)
+    files = (((root if single else root / p.name) / name, text) for p in jobs for name, text in _artifacts(p).items())
+    root.mkdir(parents=True, exist_ok=True)
+    atomic_write_many(files, root, mode=artifact_mode)
 
 
 # -- the record ------------------------------------------------------------------------------
@@ -220,12 +235,17 @@ def _job_record(p: PlannedJob) -> JobRecord:
                      dependency_type=p.dependency_type)
 
 
+def _artifacts(p: PlannedJob) -> Mapping[str, str]:
+    assert p.rendered is not None, f"job {p.name} is a task of an array: the array's artifacts are sent"
+    return p.rendered.artifacts
+
+
 def _create_record(plan: ExperimentPlan, out: TextIO) -> ExperimentRecord:
     """With an array, the jobs are its tasks: their folders hold only record.json; the array's
     folder holds the artifacts (what is submitted). The code is committed first, so a record
     with jobs always has its code (``--resume`` reuses it)."""
     site, array = plan.site, plan.array
-    names = [p.name for p in plan.jobs]
+    names = allocations.record_names(plan.jobs)  # an allocation's tasks too (HET)
     record = ExperimentRecord.create(
         home=Path(site.home), name=plan.name, experiment_id=site.experiment_id, target=plan.target,
         config_yaml=plan.config_yaml, overrides=plan.overrides, submit_dir=site.submit_dir, job_names=names,
@@ -233,37 +253,51 @@ def _create_record(plan: ExperimentPlan, out: TextIO) -> ExperimentRecord:
     )
     catalog.upsert(Path(site.home), record)
     plan.packages.commit(record.path)
-    for index, p in enumerate(plan.jobs):
-        rec = _job_record(p)
-        if array is None:
-            rec.artifacts = record.write_artifacts(p.name, p.rendered.artifacts)
-        else:
-            rec.array, rec.array_index = array.name, index
-        record.save_job(rec)
-    if array is not None:
-        rec = JobRecord(name=array.name, target=array.target, array_of=names, array_parallelism=array.job.array_parallelism)
-        rec.artifacts = record.write_artifacts(array.name, array.rendered.artifacts)
-        record.save_job(rec)
+    if array is None:  # one batch: nothing is sent before every job is recorded
+        record.write_jobs((_job_record(p), _artifacts(p)) for p in plan.jobs)
+        record.save_jobs(JobRecord(name=s.name, target=p.target, overrides=list(p.step_overrides[i]) if p.step_overrides else [])
+                         for p in plan.jobs for i, s in enumerate(p.job.steps))
+    else:
+        _record_array(record, plan.jobs, array)
     _fault("rendered")
-    what = {"single": f"({plan.target})", "experiment": f"({plan.target}): {len(names)} tasks",
-            "sweep": f"({plan.target}): {len(names)} jobs"}[plan.kind]
+    count = len(allocations.task_names(plan.jobs))  # an allocation is not one more task
+    what = {"single": f"({plan.target})", "experiment": f"({plan.target}): {count} tasks",
+            "sweep": f"({plan.target}): {count} jobs"}[plan.kind]
     out.write(f"experiment {plan.name}/{site.experiment_id} {what} in {record.path}\n")
     out.flush()
     return record
 
 
+def _record_array(record: ExperimentRecord, tasks: Sequence[PlannedJob], array: PlannedJob) -> None:
+    """The tasks' records (small, ONE batch: one sync, not one per task), then the array's own
+    record and artifacts: the array's record is what says it may exist on the backend, so it comes
+    last. Tasks already recorded (a resumed launch) keep their record."""
+    record.save_jobs(dataclasses.replace(_job_record(p), array=array.name, array_index=index)
+                     for index, p in enumerate(tasks) if not (record.job_dir(p.name) / JOB_FILE).exists())
+    _fault("tasks-recorded")
+    rec = JobRecord(name=array.name, target=array.target, array_of=[p.name for p in tasks],
+                    array_parallelism=array.job.array_parallelism)
+    rec.artifacts = record.write_artifacts(array.name, _artifacts(array))
+    record.save_job(rec)
+
+
 def _reconcile(plan: ExperimentPlan, record: ExperimentRecord, out: TextIO) -> ExperimentRecord:
     """``--resume``: the plan must be the recorded one; jobs whose record was never written get it."""
     meta = record.meta
-    if [p.name for p in plan.jobs] != list(meta["jobs"]):
+    if allocations.record_names(plan.jobs) != list(meta["jobs"]):
         raise ConfigError(f"experiment {record.id} no longer plans the same jobs (config files changed?); use rerun without --resume")
     plan.packages.commit(record.path)  # only an archive the record lacked (the launch died before writing it)
     changed = "would differ from the recorded one (config changed since launch?); use rerun without --resume"
     if plan.array is not None:
         name = plan.array.name
+        if list(meta.get("arrays") or {}) != [name]:
+            raise ConfigError(f"array {name} {changed}")
         rec = record.try_job(name)
-        stored = {a: (record.job_dir(name) / a).read_text() for a in (rec.artifacts if rec else [])}
-        if list(meta.get("arrays") or {}) != [name] or any(stored.get(a) != t for a, t in plan.array.rendered.artifacts.items()):
+        if rec is None:  # the launch died before recording the array, so before sending it
+            _record_array(record, plan.jobs, plan.array)
+            rec = record.job(name)
+        stored = {a: f.read_text() for a in rec.artifacts if (f := record.job_dir(name) / a).exists()}  # gone: differs
+        if any(stored.get(a) != t for a, t in _artifacts(plan.array).items()):
             raise ConfigError(f"array {name} {changed}")
         pending = sum(1 for t in meta["jobs"] if (record.try_job(t) or JobRecord(t, "")).phase != "submitted")
     else:
@@ -284,18 +318,6 @@ def _reconcile(plan: ExperimentPlan, record: ExperimentRecord, out: TextIO) -> E
 
 
 # -- submission ------------------------------------------------------------------------------
-
-
-def _progress(total: int) -> tuple[Callable[[], None], Callable[[], None]]:
-    """(advance, close) for a rich progress bar on a terminal; no-ops elsewhere."""
-    if total < PROGRESS_MIN_JOBS or not getattr(sys.stderr, "isatty", lambda: False)():
-        return (lambda: None), (lambda: None)
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    progress = Progress(TextColumn("submitting"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=True)
-    task = progress.add_task("submit", total=total)
-    progress.start()
-    return (lambda: progress.advance(task)), progress.stop
 
 
 def _wait_upstream(record: ExperimentRecord, p: PlannedJob) -> Optional[str]:
@@ -359,8 +381,7 @@ def _send(record: ExperimentRecord, rec: JobRecord, p: PlannedJob, index: int) -
 
 
 def _failed(record: ExperimentRecord, rec: JobRecord, exc: BaseException, refresh: bool = True) -> None:
-    rec.phase, rec.error, rec.state = "failed-to-submit", one_line(str(exc)), AppState.FAILED.value
-    record.save_job(rec)
+    record.save_job(_failed_record(rec, exc))
     if refresh:
         catalog.refresh(record.path.parent.parent.parent, record)  # `exp list` must not say UNSUBMITTED
 
@@ -391,15 +412,17 @@ def _adopt(record: ExperimentRecord, rec: JobRecord, p: PlannedJob, out: TextIO)
 
 def _submit_jobs(record: ExperimentRecord, jobs: Sequence[PlannedJob], out: TextIO, *, quiet: bool) -> None:
     """Submit every job whose record is not yet submitted, in dependency order."""
-    advance, close = _progress(len(jobs))
+    advance, close = progress.bar("submitting", len(jobs), min_total=PROGRESS_MIN_JOBS)
     submitted = 0
     try:
         for index, p in enumerate(jobs):
             rec = record.job(p.name)
             if rec.phase == "submitted" or rec.state == AppState.CANCELLED.value:
+                _steps_submitted(record, p)
                 advance()
                 continue
             if rec.in_doubt and _adopt(record, rec, p, out):
+                _steps_submitted(record, p)
                 advance()
                 continue
             if p.depends_on and not capabilities.of(p.target).native_dependencies:
@@ -414,11 +437,14 @@ def _submit_jobs(record: ExperimentRecord, jobs: Sequence[PlannedJob], out: Text
                     continue
             try:
                 handle = _send(record, rec, p, index)
+                _steps_submitted(record, p)
             except NemorunError as exc:
                 left = len(jobs) - index - 1
                 rest = (f"; {submitted} submitted, {left} not yet: `nemorun exp rerun {record.id} --resume` submits the rest"
                         if len(jobs) > 1 else "")
-                raise SubmitError(f"job {p.name} was not submitted: {one_line(str(exc))} (record: {record.path}{rest})") from exc
+                # a config error found at submission (e.g. an option the cluster's Slurm lacks) stays one (exit 2)
+                kind = ConfigError if isinstance(exc, ConfigError) else SubmitError
+                raise kind(f"job {p.name} was not submitted: {one_line(str(exc))} (record: {record.path}{rest})") from exc
             submitted += 1
             advance()
             if not quiet:
@@ -427,6 +453,18 @@ def _submit_jobs(record: ExperimentRecord, jobs: Sequence[PlannedJob], out: Text
     finally:
         close()
         catalog.refresh(record.path.parent.parent.parent, record)
+
+
+def _steps_submitted(record: ExperimentRecord, p: PlannedJob) -> None:
+    """Each task an allocation runs gets its step's handle once the job is on the backend, so
+    status, logs and cancel take task names (nemorun.allocations); a resume completes them."""
+    handle = record.job(p.name).handle_obj() if p.job.steps else None
+    for step in p.job.steps if handle is not None else ():
+        rec = record.try_job(step.name) or JobRecord(name=step.name, target=p.target)
+        if rec.phase != "submitted":
+            rec.phase, rec.handle = "submitted", submitters.step_handle(handle, step.name).to_dict()
+            rec.state, rec.submitted_at = AppState.SUBMITTED.value, record.job(p.name).submitted_at
+            record.save_job(rec)
 
 
 def _submit_array(record: ExperimentRecord, array: PlannedJob, out: TextIO) -> None:
@@ -439,21 +477,31 @@ def _submit_array(record: ExperimentRecord, array: PlannedJob, out: TextIO) -> N
                 try:
                     _send(record, rec, array, 0)
                 except NemorunError as exc:
-                    for task in rec.array_of:  # `exp status` lists the tasks: each says why it did not run
-                        _failed(record, record.job(task), exc, refresh=False)
-                    raise SubmitError(f"array {array.name} was not submitted: {one_line(str(exc))} (record: {record.path})") from exc
+                    # `exp status` lists the tasks: each says why it did not run (one batch)
+                    record.save_jobs(_failed_record(record.job(task), exc) for task in rec.array_of)
+                    kind = ConfigError if isinstance(exc, ConfigError) else SubmitError
+                    raise kind(f"array {array.name} was not submitted: {one_line(str(exc))} (record: {record.path})") from exc
             rec = record.job(array.name)
         handle = rec.handle_obj()
         assert handle is not None
-        for index, task in enumerate(rec.array_of):
-            task_rec = record.job(task)
-            if task_rec.phase != "submitted":
-                task_rec.phase, task_rec.handle = "submitted", submitters.array_task_handle(handle, index).to_dict()
-                task_rec.state, task_rec.submitted_at = AppState.SUBMITTED.value, rec.submitted_at
-                record.save_job(task_rec)
+        _fault("array-tasks")  # the array is recorded submitted, its tasks not yet: --resume fills them in
+        pending = ((index, record.job(task)) for index, task in enumerate(rec.array_of))
+        record.save_jobs(_task_submitted(task_rec, handle, index, rec.submitted_at)
+                         for index, task_rec in pending if task_rec.phase != "submitted")
         out.write(f"  array {array.name}: submitted as {handle.id} ({len(rec.array_of)} tasks)\n")
     finally:
         catalog.refresh(record.path.parent.parent.parent, record)
+
+
+def _task_submitted(task_rec: JobRecord, handle: Handle, index: int, at: Optional[float]) -> JobRecord:
+    task_rec.phase, task_rec.handle = "submitted", submitters.array_task_handle(handle, index).to_dict()
+    task_rec.state, task_rec.submitted_at = AppState.SUBMITTED.value, at
+    return task_rec
+
+
+def _failed_record(rec: JobRecord, exc: BaseException) -> JobRecord:
+    rec.phase, rec.error, rec.state = "failed-to-submit", one_line(str(exc)), AppState.FAILED.value
+    return rec
 
 
 def record_and_submit(record: ExperimentRecord, p: PlannedJob) -> JobRecord:

@@ -4,6 +4,11 @@
 command; Hydra overrides always contain ``=``). ``ID`` is a full experiment id, a unique prefix,
 or ``latest``. ``--json`` prints machine-readable output; on a terminal tables are drawn with
 rich (which honours ``NO_COLOR``), elsewhere as plain aligned text.
+
+A sweep's jobs are shown with the values that tell them apart (one column per swept key, from
+each job's recorded overrides), not only as ``train-0..N``. ``exp list`` first records what this
+machine already knows (local jobs' exit codes); a state it cannot know without asking a service
+is shown with the time it was last checked (``nemorun exp status`` asks).
 """
 from __future__ import annotations
 
@@ -11,15 +16,27 @@ import argparse
 import json
 import sys
 import time
-from typing import Any, Optional, Sequence
+from pathlib import Path
+from typing import Any, NoReturn, Optional, Sequence
 
-from nemorun import submitters
+from nemorun import catalog, submitters, tracking
 from nemorun.api import Experiment, experiments
-from nemorun.errors import ConfigError, NemorunError, one_line
+from nemorun.errors import ConfigError, NemorunError, StoreError, one_line
+from nemorun.states import AppState
+from nemorun.store import ExperimentRecord
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, except that a mistake is ONE line and exit 2, like every other nemorun error
+    (argparse prints a usage line first); sub-command parsers are of this class too."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"nemorun: error: {self.prog.removeprefix('nemorun ')}: {message} (see: {self.prog} --help)", file=sys.stderr)
+        raise SystemExit(2)
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="nemorun exp", description="Inspect and manage launched experiments.")
+    p = _Parser(prog="nemorun exp", description="Inspect and manage launched experiments.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     ls = sub.add_parser("list", help="experiments, newest first")
     ls.add_argument("--name", help="only experiments with this name")
@@ -53,19 +70,62 @@ def _states(states: dict[str, int]) -> str:
     return " ".join(f"{k}:{v}" for k, v in sorted(states.items()))
 
 
+def _settled(states: dict[str, int]) -> bool:
+    """No job in a state that can still change without nemorun (submitted, running...)."""
+    return all(s in AppState.__members__ and (AppState(s).is_terminal or s == AppState.UNSUBMITTED.value)
+               for s in states)
+
+
+def _list_states(row: dict[str, Any]) -> str:
+    text = _states(row["states"])
+    if not _settled(row["states"]) and row.get("checked"):
+        text += f" (as of {_ago(row['checked'])})"
+    return text
+
+
+def _refresh_known(rows: list[dict[str, Any]]) -> bool:
+    """Local jobs' states from their own folders before listing; True when any row may have changed."""
+    changed = False
+    for r in rows:
+        if r["target"] in tracking.LOCAL_BACKENDS and not _settled(r["states"]):
+            try:
+                changed = tracking.refresh_known(ExperimentRecord(Path(r["path"]))) or changed
+            except (StoreError, NemorunError, OSError):
+                continue  # a read-only or damaged record lists as it is
+    return changed
+
+
+def _headers(keys: Sequence[str]) -> list[str]:
+    """Column titles for swept keys: the last part (``lr``) unless two keys share it."""
+    last = [k.rpartition(".")[2] for k in keys]
+    return [short if last.count(short) == 1 else k for k, short in zip(keys, last)]
+
+
+def _swept(exp: Any) -> tuple[list[str], dict[str, dict[str, str]]]:
+    return catalog.swept_values({j.name: j.overrides for j in exp.jobs})
+
+
+def _cell(value: Any) -> str:
+    """A cell on one line: a control character of a value (a swept value's newline, an ESC that
+    would recolour the terminal) is shown escaped, never sent to the terminal as is."""
+    text = str(value)
+    return text if text.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def _table(title: Optional[str], columns: Sequence[str], rows: list[Sequence[Any]]) -> None:
     if sys.stdout.isatty():
         from rich.console import Console
         from rich.table import Table
+        from rich.text import Text
 
         table = Table(title=title, show_edge=False, header_style="bold")
         for i, c in enumerate(columns):
             table.add_column(c, no_wrap=i == 0)  # ids and job names are copied by hand: never cut
         for r in rows:
-            table.add_row(*[str(x) for x in r])
+            table.add_row(*[Text(_cell(x)) for x in r])  # Text: a value's [brackets] are not markup
         Console().print(table)
         return
-    text = [[str(c) for c in columns]] + [[str(x) for x in r] for r in rows]
+    text = [[str(c) for c in columns]] + [[_cell(x) for x in r] for r in rows]
     widths = [max(len(r[i]) for r in text) for i in range(len(columns))]
     if title:
         print(title)
@@ -79,17 +139,20 @@ def _dump(value: Any) -> None:
 
 def _cmd_list(args: argparse.Namespace) -> int:
     rows = experiments(name=args.name, limit=args.limit or None)
+    if _refresh_known(rows):
+        rows = experiments(name=args.name, limit=args.limit or None)
     if args.json:
         _dump(rows)
         return 0
-    _table(None, ["ID", "NAME", "EXECUTOR", "KIND", "JOBS", "STATES", "CREATED"],
-           [(r["id"], r["name"], r["target"], r["kind"], r["jobs"], _states(r["states"]), _ago(r["created"])) for r in rows])
+    _table(None, ["ID", "NAME", "EXECUTOR", "KIND", "JOBS", "SWEEP", "STATES", "CREATED"],
+           [(r["id"], r["name"], r["target"], r["kind"], r["jobs"], ",".join(_headers(r["swept"])) or "-",
+             _list_states(r), _ago(r["created"])) for r in rows])
     return 0
 
 
-def _job_rows(exp: Any) -> list[dict[str, Any]]:
+def _job_rows(exp: Any, values: dict[str, dict[str, str]]) -> list[dict[str, Any]]:
     return [
-        {"name": j.name, "phase": j.phase, "state": j.state, "exit_code": j.exit_code,
+        {"name": j.name, "values": values.get(j.name, {}), "phase": j.phase, "state": j.state, "exit_code": j.exit_code,
          "handle": (j.handle or {}).get("id"), "error": j.error, "in_doubt": j.in_doubt, "overrides": j.overrides,
          "folder": str(exp.record.job_dir(j.name))}
         for j in exp.jobs
@@ -99,7 +162,8 @@ def _job_rows(exp: Any) -> list[dict[str, Any]]:
 def _cmd_show(args: argparse.Namespace) -> int:
     exp = Experiment.load(args.id)
     config = (exp.path / "config.yaml").read_text()
-    jobs = _job_rows(exp)
+    keys, values = _swept(exp)
+    jobs = _job_rows(exp, values)
     if args.json:
         _dump({**exp.meta, "path": str(exp.path), "config": config, "jobs": jobs,
                "artifacts": {j.name: [str(exp.record.job_dir(j.name) / a) for a in j.artifacts] for j in exp.jobs}})
@@ -108,11 +172,12 @@ def _cmd_show(args: argparse.Namespace) -> int:
     print(f"experiment {m['name']}/{m['id']} ({m['target']}, {m.get('kind', 'single')}) created {_ago(m['created'])}")
     print(f"folder:    {exp.path}")
     print(f"submitted from: {m['submit_dir']}")
-    print(f"overrides: {' '.join(m.get('overrides', [])) or '(none)'}")
+    print(f"overrides: {' '.join(_cell(o) for o in m.get('overrides', [])) or '(none)'}")
     print("config:")
     print("  " + config.rstrip().replace("\n", "\n  "))
-    _table("jobs", ["JOB", "PHASE", "STATE", "HANDLE", "ARTIFACTS"],
-           [(j["name"], j["phase"] + (" (in doubt)" if j["in_doubt"] else ""), j["state"], j["handle"] or "-",
+    _table("jobs", ["JOB", *_headers(keys), "PHASE", "STATE", "EXIT", "HANDLE", "ARTIFACTS"],
+           [(j["name"], *[j["values"][k] for k in keys], j["phase"] + (" (in doubt)" if j["in_doubt"] else ""),
+             j["state"], "-" if j["exit_code"] is None else j["exit_code"], j["handle"] or "-",
              ", ".join(str(exp.record.job_dir(r.name) / a) for a in r.artifacts))
             for j, r in zip(jobs, exp.jobs)])
     return 0
@@ -120,15 +185,18 @@ def _cmd_show(args: argparse.Namespace) -> int:
 
 def _cmd_status(args: argparse.Namespace) -> int:
     exp = Experiment.load(args.id)
-    states = exp.status()
-    jobs = {j.name: j for j in exp.jobs}
+    records = exp.jobs  # read once: Experiment.status() would read them again, as would _swept
+    states = tracking.refresh(exp.record, records)
+    jobs = {j.name: j for j in records}
+    keys, values = catalog.swept_values({j.name: j.overrides for j in records})
     if args.json:
-        _dump({"id": exp.id, "name": exp.name, "jobs": {
-            n: {"state": s.state.value, "exit_code": s.exit_code, "detail": s.detail,
+        _dump({"id": exp.id, "name": exp.name, "swept": keys, "jobs": {
+            n: {"state": s.state.value, "exit_code": s.exit_code, "detail": s.detail, "values": values.get(n, {}),
                 "handle": (jobs[n].handle or {}).get("id")} for n, s in states.items()}})
         return 0
-    _table(f"{exp.name}/{exp.id}", ["JOB", "STATE", "EXIT", "HANDLE", "DETAIL"],
-           [(n, s.state.value, "-" if s.exit_code is None else s.exit_code, (jobs[n].handle or {}).get("id", "-"), s.detail)
+    _table(f"{exp.name}/{exp.id}", ["JOB", *_headers(keys), "STATE", "EXIT", "HANDLE", "DETAIL"],
+           [(n, *[values.get(n, {}).get(k, "-") for k in keys], s.state.value, "-" if s.exit_code is None else s.exit_code,
+             (jobs[n].handle or {}).get("id", "-"), s.detail)
             for n, s in states.items()])
     return 0
 

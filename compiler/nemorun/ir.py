@@ -174,6 +174,30 @@ class ArrayTask:
 
 
 @dataclass(frozen=True)
+class Step:
+    """One task of a multi-task experiment run as one step of a shared Slurm job (``allocation:``).
+
+    Why a step carries its own resources, image, launcher and executor config: the tasks of one
+    allocation are lowered one by one (each keeps everything its own overrides asked for), and
+    a heterogeneous job gives each its own component. What is job-wide (retries, signal, tunnel,
+    job dir, code) is the allocation Job's and checked equal across its steps by
+    :mod:`nemorun.allocations` before rendering.
+    """
+
+    name: str
+    task: Task
+    env: Mapping[str, str]
+    resources: Resources
+    launcher: Launcher
+    executor: ExecutorConfig
+    image: Optional[str] = None
+    mounts: tuple[Mount, ...] = ()
+    # heterogeneous job: the component (``srun --het-group=i``) this step runs in; None: a job
+    # group, every step sharing the one allocation
+    het_group: Optional[int] = None
+
+
+@dataclass(frozen=True)
 class Job:
     """One job of an experiment, ready to render."""
 
@@ -209,10 +233,18 @@ class Job:
     array_tasks: tuple["ArrayTask", ...] = ()
     # at most this many array tasks at once (Slurm: the %N of --array); None = no limit
     array_parallelism: Optional[int] = None
+    # non-empty: ONE Slurm job running these tasks as concurrent steps (an experiment's
+    # ``allocation:``); ``task``/``resources``/... are steps[0]'s, the job's name the allocation's
+    steps: tuple[Step, ...] = ()
 
     @property
     def target(self) -> str:
         return str(self.executor.kind)
+
+    @property
+    def heterogeneous(self) -> bool:
+        """Steps in components of their own (``#SBATCH hetjob``) rather than one shared allocation."""
+        return any(s.het_group is not None for s in self.steps)
 
 
 @dataclass(frozen=True)
@@ -221,10 +253,13 @@ class Rendered:
 
     ``artifacts`` maps the fixed file name of each artifact (``launch.sh``, ``sbatch.sh``, ...) to
     its text, in the order they are shown. ``submit_command`` is the human-readable form of how
-    they are applied.
+    they are applied. ``views`` are for people only: a readable form of something an artifact
+    buries (the job's script inside a JSON string), shown by a dry run after the artifacts and
+    never written, recorded or sent.
     """
 
     target: str
     job_name: str
     artifacts: Mapping[str, str]
     submit_command: str
+    views: Mapping[str, str] = field(default_factory=dict)

@@ -121,6 +121,21 @@ def nproc_per_node(job: Job) -> int:
     return job.resources.gpus_per_node or job.resources.tasks_per_node
 
 
+def slurm_step_gpus_per_node(job: Job) -> int | None:
+    """GPUs the ONE launcher task per node must ask its Slurm step for, or None to inherit.
+
+    With ``gpus_per_task`` the allocation binds GPUs per task (``--gpus-per-task=1
+    --ntasks-per-node=8``) and every step inherits ``SLURM_GPUS_PER_TASK``: a launcher step of
+    one task per node would get ONE GPU (``CUDA_VISIBLE_DEVICES=0``) while torchrun starts eight
+    workers. The step must instead take the node's whole share. ``gpus_per_node`` alone needs
+    nothing: the step inherits the per-node binding (tests/test_slurm_gpu_binding.py shows both
+    on the real cluster)."""
+    res = job.resources
+    if job.launcher.kind == "none" or not res.gpus_per_task:
+        return None
+    return res.gpus_per_node or res.gpus_per_task * res.tasks_per_node
+
+
 def launcher_options(job: Job, form: Form) -> list[str]:
     """The launcher's own options (between the program and the script), for ``form``."""
     _check_form(form)

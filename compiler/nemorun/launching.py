@@ -94,7 +94,8 @@ def resume(record: ExperimentRecord, *, out: TextIO = sys.stdout) -> Outcome:
     parallel = None
     if meta.get("arrays"):
         [array_name] = list(meta["arrays"])
-        parallel = record.job(array_name).array_parallelism
+        array = record.try_job(array_name)  # None: the launch died before recording the array
+        parallel = array.array_parallelism if array is not None else _max_parallel(overrides)
     with compose.hydra_context() as loader, compose.described():
         composer = compose.FilesComposer(loader)
         batch = compose.sweep_batch(overrides) if multirun else [overrides]

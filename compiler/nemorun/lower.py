@@ -18,7 +18,7 @@ import os
 import re
 import sys
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Mapping, Optional, Union
+from typing import Any, Callable, Iterator, Mapping, Optional, Sequence, Union
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
@@ -101,7 +101,8 @@ def _missing_keys(cfg: DictConfig | ListConfig) -> Iterator[str]:
 
 def missing_value_message(key: str, more: list[str] = []) -> str:
     extra = f" (and {len(more)} more: {', '.join(more[:3])})" if more else ""
-    return f"missing required value '{key}'{extra}; set it with {key}=..."
+    dotted = re.sub(r"\[(\d+)\]", r".\1", key)  # brackets do not parse in an override's key
+    return f"missing required value '{key}'{extra}; set it with {dotted}=..."
 
 
 def check_missing(cfg: DictConfig) -> None:
@@ -431,6 +432,38 @@ def experiment_name(cfg: DictConfig) -> str:
     if not name:
         raise ConfigError("no experiment name: set name=... or pick a task with task=<name>")
     return _checked_name("name" if cfg.get("name") else "task: name", str(name))
+
+
+# -- max_parallel: how many jobs of a sweep run at once ----------------------------------------
+#
+# A top-level key (``max_parallel=N``, shown in --help) because it is part of the experiment: kept
+# in config.yaml, so ``exp rerun`` and ``--resume`` plan the same limit. A job array takes it as
+# Slurm's ``--array=...%N``; any other sweep as N lanes: job i waits for job i-N to end (any end:
+# ``afterany``), natively where the target has dependencies (Slurm), else nemorun waits before it
+# submits (the launch stays attached until the last lane's job is submitted). At most N run at
+# once; a lane does not borrow a slot another lane freed. ``hydra.launcher.max_parallel`` is the
+# older spelling and means the same.
+
+MAX_PARALLEL_SINGLE = ("max_parallel limits how many jobs of a sweep run at once; this launch is one job (or one "
+                       "experiment's tasks, ordered by depends_on): drop it, or sweep with -m and a,b values")
+
+
+def max_parallel(cfg: DictConfig, alias: Optional[int] = None) -> Optional[int]:
+    """The sweep's ``max_parallel`` (the config's key, else ``hydra.launcher.max_parallel``)."""
+    value = cfg.get("max_parallel")
+    if value is not None and alias is not None and value != alias:
+        raise ConfigError(f"max_parallel={value} and hydra.launcher.max_parallel={alias} disagree; set max_parallel only")
+    value = value if value is not None else alias
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise ConfigError(f"max_parallel must be a whole number >= 1 (got {value!r})")
+    return value
+
+
+def parallel_lane(jobs: Sequence[ir.Job], index: int, limit: Optional[int]) -> tuple[tuple[str, ...], str]:
+    """(depends_on, dependency_type) of sweep job ``index`` of ``jobs`` under ``limit`` jobs at once."""
+    if limit is None or index < limit:
+        return (), "afterok"
+    return (jobs[index - limit].name,), "afterany"
 
 
 def check_config(cfg: DictConfig) -> None:

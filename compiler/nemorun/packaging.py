@@ -17,6 +17,7 @@ too: its files are collected and size-checked before compiling and travel in
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gzip
 import hashlib
@@ -36,7 +37,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from nemorun import configmap_packaging as cmp
-from nemorun import ir
+from nemorun import ir, progress
 from nemorun.archives import file_sha256
 from nemorun.capabilities import check_packager
 from nemorun.capabilities import of as capabilities_of
@@ -50,6 +51,9 @@ CODE_FILE = "code.json"
 ARCHIVE_KINDS = ("git", "pattern", "hybrid")
 # 1980-01-01T00:00:00Z: the earliest time zip and most tools accept (0 upsets some)
 FIXED_MTIME = 315532800
+# archives this big take a second or more to compress (level 9): a bar on a terminal, per file
+PROGRESS_MIN_BYTES = 32 << 20
+PROGRESS_MIN_FILES = 2000
 
 
 def archive_name(sha256: str) -> str:
@@ -251,10 +255,14 @@ def write_archive(entries: Mapping[str, Entry], dest: Path) -> str:
     if not entries:
         raise ConfigError("the packager selected no files; nothing to ship")
     folders = {str(p) for name in entries for p in Path(name).parents if str(p) != "."}
-    with open(dest, "wb") as raw:
+    names = sorted(folders | set(entries))
+    big = len(entries) >= PROGRESS_MIN_FILES or sum(len(e.data) for e in entries.values()) >= PROGRESS_MIN_BYTES
+    advance, close = progress.bar("packing code", len(names), min_total=1 if big else len(names) + 1)
+    with open(dest, "wb") as raw, contextlib.ExitStack() as shown:
+        shown.callback(close)
         with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=9) as gz:
             with tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
-                for name in sorted(folders | set(entries)):
+                for name in names:
                     entry = entries.get(name)
                     if entry is None:
                         tar.addfile(_info(name, tarfile.DIRTYPE, 0o755))
@@ -265,6 +273,7 @@ def write_archive(entries: Mapping[str, Entry], dest: Path) -> str:
                     else:
                         info = _info(name, tarfile.REGTYPE, 0o755 if entry.executable else 0o644, len(entry.data))
                         tar.addfile(info, io.BytesIO(entry.data))
+                    advance()
     digest = hashlib.sha256()
     with open(dest, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):

@@ -27,16 +27,15 @@ task i = sweep job i, at most ``max_parallel`` at once) and that is what is subm
 """
 from __future__ import annotations
 
-import copy
 import dataclasses
 import os
 import sys
 from dataclasses import dataclass
-from typing import Any, Callable, Literal, Mapping, Optional, Sequence
+from typing import Any, Callable, Container, Literal, Mapping, Optional, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
-from nemorun import capabilities, ir, lower
+from nemorun import allocations, capabilities, ir, lower, progress
 from nemorun.compose import (
     ValueTable, Composer, apply_overrides, as_typed, compose_files, describe_error, hydra_context, is_value_override,
 )
@@ -51,6 +50,9 @@ from nemorun.validate import batched_shell_checks
 
 PlanKind = Literal["single", "sweep", "experiment"]
 DEPENDENCY_TYPES = ("afterok", "afterany", "afternotok")
+# sweeps of this many jobs get progress bars on a terminal (nemorun.progress) while they are
+# composed and rendered; smaller ones plan in well under a second
+PROGRESS_MIN_JOBS = 50
 
 
 @dataclass(frozen=True)
@@ -58,10 +60,15 @@ class PlannedJob:
     """A job ready to send, plus what the record keeps about how it was made."""
 
     job: Job
-    rendered: Rendered
+    # None for a task of a job array: what is sent is the array's one script and table
+    # (ExperimentPlan.array), so no per-task script is rendered, validated or written
+    rendered: Optional[Rendered]
     overrides: tuple[str, ...] = ()
     depends_on: tuple[str, ...] = ()
     dependency_type: str = "afterok"
+    # an allocation (nemorun.allocations): each step's own overrides, recorded with the step's task
+    # so `exp status` shows a packed sweep's values per task (``overrides``: what they share)
+    step_overrides: tuple[tuple[str, ...], ...] = ()
 
     @property
     def name(self) -> str:
@@ -69,7 +76,7 @@ class PlannedJob:
 
     @property
     def target(self) -> str:
-        return self.rendered.target
+        return self.job.target
 
 
 @dataclass(frozen=True)
@@ -136,12 +143,15 @@ def plan(
         raise ConfigError("nothing to launch: the sweep has no jobs")
     packages = packages or Packages(site)
     # as typed: the ``++`` that free-form maps get for composing is not what the user wrote
-    batch = [as_typed(job) for job in batch]
+    batch = [as_typed(job) if any(o.startswith("++") for o in job) else job for job in batch]
     command = tuple(as_typed(command_overrides if command_overrides is not None else batch[0]))
     with batched_shell_checks() as label:
         if multirun:
             return _plan_sweep(batch, composer, site, command, packages, max_parallel, label)
         cfg = first if first is not None else composer.compose(list(batch[0]))
+        if cfg.get("max_parallel") is not None:
+            raise ConfigError(lower.MAX_PARALLEL_SINGLE)
+        allocations.refuse_outside_sweep(cfg)  # allocation=NAME packs a sweep's jobs
         common = dict(site=site, config_yaml=config_yaml(cfg), overrides=command, multirun=False, packages=packages,
                       dryrun=bool(cfg.get("dryrun")), render_dir=cfg.get("render_dir"), wait=bool(cfg.get("wait")))
         if cfg.get("experiment") is not None:
@@ -244,14 +254,18 @@ def _plan_tasks(
             job = lower.compile_job(task_cfg, site, job_name=str(name), package=packages.package(task_cfg))
             jobs.append(PlannedJob(job, render_job(job), tuple(task_overrides),
                                    tuple(str(d) for d in spec.depends_on), str(spec.dependency_type)))
-    return title, check_dependencies(jobs)
+    # tasks sharing an ``allocation:`` become one job (nemorun.allocations), ordered again
+    return title, check_dependencies(allocations.group(check_dependencies(jobs), tasks, render_job))
 
 
 # -- sweeps ----------------------------------------------------------------------------------
 
 
 def _primitive(value: Any) -> bool:
-    return value is None or (isinstance(value, (int, float, str, bool)) and value != "???")
+    """A value that is itself once composed: not ``???``, not an interpolation nor an escaped one
+    (``${x}``, ``\\${x}``), which only OmegaConf resolves, as it did for the sweep's first job."""
+    return value is None or (isinstance(value, (int, float, str, bool)) and value != "???"
+                             and not (isinstance(value, str) and "${" in value))
 
 
 def _has_interpolation(cfg: Any) -> bool:
@@ -268,13 +282,6 @@ def _has_interpolation(cfg: Any) -> bool:
         if OmegaConf.is_config(child) and _has_interpolation(child):
             return True
     return False
-
-
-def _set_path(params: dict[str, Any], path: Sequence[str], value: Any) -> None:
-    node = params
-    for part in path[:-1]:
-        node = node.setdefault(part, {})
-    node[path[-1]] = value
 
 
 def job_names(task_name: str, count: int) -> list[str]:
@@ -307,26 +314,72 @@ def _first_line(exc: BaseException) -> str:
     return text
 
 
-def _patched(group: _Group, values: Mapping[str, Any], site: Site, name: str) -> Job:
+def _with_values(params: Mapping[str, Any], changes: Mapping[tuple[str, ...], Any]) -> dict[str, Any]:
+    """``params`` with ``changes`` set, copying only the dicts on a changed path: the rest is
+    shared with the first job (the IR is never mutated), so a 10,000-job sweep holds 10,000
+    small dicts, not 10,000 deep copies."""
+    out = dict(params)
+    for path, value in changes.items():
+        node = out
+        for part in path[:-1]:
+            child = node.get(part)
+            node[part] = child = dict(child) if isinstance(child, Mapping) else {}
+            node = child
+        node[path[-1]] = value
+    return out
+
+
+class _CallChecks:
+    """:func:`nemorun.lower.check_function_call` once per distinct call shape. Its outcome
+    depends only on the function, the parameter names and each value's type (binding names,
+    ``isinstance`` against the annotation), so sweep jobs whose values differ but whose types
+    do not share one check — every value is still checked, by its type."""
+
+    def __init__(self) -> None:
+        self._passed: set[tuple[Any, ...]] = set()
+
+    def check(self, target: str, params: Mapping[str, Any], search_dir: str) -> None:
+        key = (target, search_dir, tuple(sorted((k, type(v)) for k, v in params.items())))
+        if key not in self._passed:
+            lower.check_function_call(target, dict(params), search_dir)
+            self._passed.add(key)
+
+
+def _patched(group: _Group, values: Mapping[str, Any], site: Site, name: str, calls: _CallChecks) -> tuple[Job, bool]:
+    """The job, and whether only its name, folder and task params differ from the group's first."""
     changed = {k: p for k, p in values.items() if group.values.get(k, _MISSING) != p.value() or k not in group.values}
     job_dir = os.path.join(site.experiment_dir(group.first.experiment_name), "jobs", name)
     if group.ir_patchable and changed and all(k.startswith("task.params.") for k in changed) and all(
         _primitive(p.value()) for p in changed.values()
     ):
-        params = copy.deepcopy(dict(group.first.task.params))
-        for key, ov in changed.items():
-            _set_path(params, key.split(".")[2:], ov.value())
+        params = _with_values(group.first.task.params, {tuple(k.split(".")[2:]): ov.value() for k, ov in changed.items()})
         task = dataclasses.replace(group.first.task, params=params)
         if task.kind == "function":
-            lower.check_function_call(str(task.target), params, group.first.package.source_dir or group.first.workdir)
-        return dataclasses.replace(group.first, name=name, job_dir=job_dir, task=task)
+            calls.check(str(task.target), params, group.first.package.source_dir or group.first.workdir)
+        return dataclasses.replace(group.first, name=name, job_dir=job_dir, task=task), True
     try:
         apply_overrides(list(values.values()), group.cfg)
     except Exception as exc:
         raise ConfigError(f"job {name}: {_first_line(exc)}") from exc
     if not all(_primitive(p.value()) for p in values.values()):
         lower.check_config(group.cfg)
-    return lower.compile_job(group.cfg, site, job_name=name, package=group.first.package)
+    return lower.compile_job(group.cfg, site, job_name=name, package=group.first.package), False
+
+
+# Keys that describe the whole sweep (its experiment, dry run, wait, render folder, limit): the plan
+# has ONE of each, so a sweep over them would silently use one value for every job (``allocation``:
+# allocations.sweep_allocation says it in its own words).
+SWEEP_WIDE = ("name", "dryrun", "wait", "render_dir", "max_parallel")
+SWEPT_EXPERIMENT = ("experiment=NAME runs its own tasks and cannot be swept with -m; drop -m (overrides apply to "
+                    "every task), or sweep one task: nemorun -m task=NAME key=a,b")
+
+
+def _one_value_per_sweep(values: Mapping[str, Any], seen: dict[str, Any]) -> None:
+    for key in SWEEP_WIDE:
+        if key in values:
+            value = values[key].value()
+            if (type(value), value) != seen.setdefault(key, (type(value), value)):
+                raise ConfigError(f"{key} is one setting of the whole sweep, not a value per job: give it one value")
 
 
 def _plan_sweep(
@@ -339,35 +392,75 @@ def _plan_sweep(
     experiment = ""
     first_cfg: Optional[DictConfig] = None
     first_yaml = ""
-    jobs: list[PlannedJob] = []
-    for index, job_overrides in enumerate(batch):
-        parsed = [table.get(o) for o in job_overrides]
-        # a packager value (packager.subpath=a,b) changes the code: its own group, its own archive
-        selection = tuple(o for o, p in zip(job_overrides, parsed) if not is_value_override(p, composer.is_group) or _packager_key(p))
-        values = {str(p.key_or_group): p for p in parsed if is_value_override(p, composer.is_group)}
-        group = groups.get(selection)
-        if first_cfg is None or group is None:
-            cfg = composer.compose(list(job_overrides))
-            lower.check_config(cfg)
-            if first_cfg is None:
-                first_cfg, first_yaml = cfg, config_yaml(cfg)
-                names = job_names(lower.task_of(cfg).name, len(batch))
-                experiment = lower.experiment_name(cfg)
-            cfg.name = experiment  # every job of the sweep lives in the one experiment
-            label(f"job {names[index]}", names[index])
-            job = lower.compile_job(cfg, site, job_name=names[index], package=packages.package(cfg))
-            groups[selection] = _Group(cfg, job, {k: p.value() for k, p in values.items()})
-        else:
-            label(f"job {names[index]}", names[index])
-            job = _patched(group, values, site, names[index])
-        jobs.append(PlannedJob(job, render_job(job), tuple(job_overrides)))
+    lowered: list[Job] = []
+    # indexes of jobs known to differ from the first only in name, folder and task params
+    same_but_params: set[int] = {0}
+    calls = _CallChecks()
+    # per distinct override text: (parsed, key if it sets a value else None, whether it selects the group)
+    kinds: dict[str, tuple[Any, Optional[str], bool]] = {}
+
+    def kind(text: str) -> tuple[Any, Optional[str], bool]:
+        found = kinds.get(text)
+        if found is None:
+            p = table.get(text)
+            value = is_value_override(p, composer.is_group)
+            # a packager value (packager.subpath=a,b) changes the code: its own group, its own archive
+            found = kinds[text] = (p, str(p.key_or_group) if value else None, not value or _packager_key(p))
+        return found
+
+    sweep_wide: dict[str, Any] = {}
+    advance_planned, close_planned = progress.bar("planning", len(batch), min_total=PROGRESS_MIN_JOBS)
+    try:
+        for index, job_overrides in enumerate(batch):
+            classified = [kind(o) for o in job_overrides]
+            selection = tuple(o for o, (_, _, selects) in zip(job_overrides, classified) if selects)
+            values = {key: p for p, key, _ in classified if key is not None}
+            _one_value_per_sweep(values, sweep_wide)
+            group = groups.get(selection)
+            if first_cfg is None or group is None:
+                cfg = composer.compose(list(job_overrides))
+                if cfg.get("experiment") is not None:
+                    raise ConfigError(SWEPT_EXPERIMENT)
+                lower.check_config(cfg)
+                if first_cfg is None:
+                    first_cfg, first_yaml = cfg, config_yaml(cfg)
+                    names = job_names(lower.task_of(cfg).name, len(batch))
+                    experiment = lower.experiment_name(cfg)
+                cfg.name = experiment  # every job of the sweep lives in the one experiment
+                job = lower.compile_job(cfg, site, job_name=names[index], package=packages.package(cfg))
+                groups[selection] = _Group(cfg, job, {k: p.value() for k, p in values.items()})
+            else:
+                job, params_only = _patched(group, values, site, names[index], calls)
+                if params_only and group.first is lowered[0]:
+                    same_but_params.add(index)
+            lowered.append(job)
+            advance_planned()
+    finally:
+        close_planned()
     assert first_cfg is not None
+    max_parallel = lower.max_parallel(first_cfg, max_parallel)
+    packed = allocations.sweep_allocation(first_cfg, max_parallel, batch)  # allocation=NAME: ONE job, a step per job
     array = None
-    if capabilities.of(jobs[0].target).arrays:
-        array_ir = array_job([p.job for p in jobs], max_parallel)
+    if packed is None and capabilities.of(lowered[0].target).arrays:
+        array_ir = array_job(lowered, max_parallel, known_alike=same_but_params)
         if array_ir is not None:
+            # ONE script and one table are what is sent: validate that, not a script per task
             label(f"array {array_ir.name}", array_ir.name)
             array = PlannedJob(array_ir, render_job(array_ir))
+    jobs: list[PlannedJob] = []
+    # a script per job is what takes long (an array has one, rendered above): a bar on a terminal
+    advance, close = progress.bar("rendering", len(lowered), min_total=PROGRESS_MIN_JOBS if array is None else len(lowered) + 1)
+    try:
+        for job, job_overrides in zip(lowered, batch):
+            if array is None:
+                label(f"job {job.name}", job.name)
+            jobs.append(PlannedJob(job, None if array is not None else render_job(job), tuple(job_overrides),
+                                   *lower.parallel_lane(lowered, len(jobs), None if array else max_parallel)))
+            advance()
+    finally:
+        close()
+    if packed is not None:
+        jobs = allocations.pack_sweep(packed, jobs, render_job)
     return ExperimentPlan(
         site=site, name=experiment, kind="sweep", jobs=tuple(jobs), config_yaml=first_yaml, overrides=command,
         multirun=True, packages=packages, array=array, dryrun=bool(first_cfg.get("dryrun")),
@@ -375,17 +468,22 @@ def _plan_sweep(
     )
 
 
-def array_job(jobs: Sequence[Job], parallelism: Optional[int] = None) -> Optional[Job]:
+def array_job(jobs: Sequence[Job], parallelism: Optional[int] = None, *, known_alike: Container[int] = ()) -> Optional[Job]:
     """ONE array job for sweep jobs that differ only in their task's values, else None.
 
     The rule: every job is a function task, and its IR equals the first's once name, job folder
-    and task params are set aside — so array task i differs only by its ``function-<i>.yaml``.
-    (Sweeps of inline or script tasks stay separate jobs.)
+    and task params are set aside — so array task i differs only by its row of ``tasks.jsonl``.
+    (Sweeps of inline or script tasks stay separate jobs.) ``known_alike``: indexes the planner
+    made from the first job by changing only those (their comparison is skipped).
     """
     if len(jobs) < 2:
         return None
     first = jobs[0]
-    for job in jobs:
+    if first.task.kind != "function":
+        return None
+    for index, job in enumerate(jobs):
+        if index in known_alike:
+            continue
         if job.task.kind != "function" or dataclasses.replace(job.task, params=first.task.params) != first.task:
             return None
         if dataclasses.replace(job, name=first.name, job_dir=first.job_dir, task=first.task) != first:

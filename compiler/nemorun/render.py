@@ -46,8 +46,11 @@ class _BlockDumper(yaml.SafeDumper):
 
 
 def _str_presenter(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
+    # Line breaks at the end beyond one need "keep" chomping (|+), which PyYAML closes with a '...'
+    # document marker: invalid once the block is indented into a template. Those are double-quoted.
     if "\n" in data:
-        return dumper.represent_scalar("tag:yaml.org,2002:str", data, style="|")
+        keep = data.endswith("\n\n") or not data.strip("\n")
+        return dumper.represent_scalar("tag:yaml.org,2002:str", data, style='"' if keep else "|")
     return dumper.represent_scalar("tag:yaml.org,2002:str", data)
 
 

@@ -4,9 +4,11 @@ Layout (a public contract: ``nemorun exp`` and other tools read it)::
 
     experiment.json          id, name, created, target, submit dir, job names, kind
                              (single | sweep | experiment), multirun, arrays
-    jobs/<array>/            a job array (value-only sweep on Slurm): its artifacts and record.json
-                             (``array_of``: the jobs it runs); each of those jobs' record.json names
-                             the array and its index and holds its own task handle
+    jobs/<array>/            a job array (value-only sweep on Slurm): its artifacts (ONE script and
+                             one task table, tasks.jsonl) and record.json (``array_of``: the jobs it
+                             runs); each of those jobs' record.json names the array and its index and
+                             holds its own task handle. These task records are small (fields at their
+                             default left out) and written in batches (save_jobs: one sync per batch)
     config.yaml              the composed config, interpolations unresolved (no secret values)
     overrides.yaml           the command-line overrides
     jobs/<job>/<artifact>    every rendered artifact, byte for byte as submitted
@@ -20,7 +22,9 @@ Layout (a public contract: ``nemorun exp`` and other tools read it)::
 listing; it is a cache, rebuilt from the folders whenever it disagrees with them.
 
 Every file is written atomically (temp file + rename), and a job's record is written before
-and after its submission, so a crash at any moment leaves a record saying which jobs exist.
+and after its submission, so a crash at any moment leaves a record saying which jobs exist. A
+batch (:func:`atomic_write_many`) syncs its data before any rename and its renames before it
+returns: each file is old or new, never partial, for two syncs instead of one fsync per file.
 """
 from __future__ import annotations
 
@@ -32,9 +36,9 @@ import shutil
 import tempfile
 import time
 import dataclasses
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Optional
+from typing import Any, Callable, Iterable, Mapping, Optional
 
 from nemorun.errors import ConfigError, DamagedRecordError, StoreError
 from nemorun.schemas.core import check_name
@@ -42,6 +46,9 @@ from nemorun.states import AppState, Handle, JobStatus
 
 EXPERIMENT_FILE = "experiment.json"
 JOB_FILE = "record.json"
+# when nemorun last asked the backends (``exp status``, a wait): one small file, so a poll that
+# sees no change rewrites no job record and ``exp list`` still says how fresh its states are
+CHECKED_FILE = "checked"
 
 
 def nemorun_home() -> Path:
@@ -77,6 +84,72 @@ def atomic_write(path: Path, data: str | bytes, mode: int = 0o644) -> None:
         if isinstance(exc, OSError) and not isinstance(exc, StoreError):
             raise _store_error(path, exc) from exc
         raise
+
+
+def _sync_filesystem(path: Path) -> None:
+    """Flush every pending write of the file system holding ``path`` (Linux ``syncfs``: one call
+    for a batch of files instead of an ``fsync`` each); ``sync`` where there is no syncfs."""
+    global _syncfs
+    if _syncfs is None:
+        try:
+            import ctypes
+
+            _syncfs = ctypes.CDLL(None, use_errno=True).syncfs
+        except (OSError, AttributeError):
+            _syncfs = False
+    if _syncfs:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            if _syncfs(fd) == 0:
+                return
+        finally:
+            os.close(fd)
+    os.sync()
+
+
+_syncfs: Any = None
+
+
+def artifact_mode(path: Path) -> int:
+    """Scripts are executable, every other artifact is not."""
+    return 0o755 if path.name.endswith(".sh") else 0o644
+
+
+def atomic_write_many(files: Iterable[tuple[Path, str | bytes]], sync_root: Path,
+                      mode: Callable[[Path], int] = lambda path: 0o644) -> int:
+    """Write a batch of files, each whole or not at all, durable together at the cost of two
+    file-system syncs rather than one ``fsync`` per file: every temp file is written, synced,
+    then renamed into place, then the renames are synced. A crash at any moment leaves each file
+    either old or new, never partly written (the data is on disk before any rename). Returns
+    how many files were written."""
+    staged: list[tuple[str, Path]] = []
+    renamed = 0
+    try:
+        for path, data in files:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+            except OSError as exc:
+                raise _store_error(path, exc) from exc
+            staged.append((tmp, path))
+            with os.fdopen(fd, "wb") as f:
+                f.write(data.encode() if isinstance(data, str) else data)
+            os.chmod(tmp, mode(path))
+        if not staged:
+            return 0
+        _sync_filesystem(sync_root)
+        for tmp, path in staged:
+            os.replace(tmp, path)
+            renamed += 1
+        _sync_filesystem(sync_root)
+    except BaseException as exc:
+        for tmp, _ in staged[renamed:]:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        if isinstance(exc, OSError) and not isinstance(exc, StoreError):
+            raise _store_error(staged[renamed][1] if renamed < len(staged) else sync_root, exc) from exc
+        raise
+    return len(staged)
 
 
 def _store_error(path: Path, exc: OSError) -> StoreError:
@@ -165,6 +238,17 @@ class JobRecord:
     def in_doubt(self) -> bool:
         return self.phase == "rendered" and self.attempted_at is not None
 
+    def fields(self) -> dict[str, Any]:
+        """The record as a dict for JSON: every field holds plain JSON values, so a shallow dict
+        serialises like ``asdict`` without its deep copy (a tenth of a second per 1,000 records)."""
+        return {name: getattr(self, name) for name in _JOB_FIELDS}
+
+    def compact(self) -> dict[str, Any]:
+        """The record without the fields that hold their default, except the ones every reader
+        looks at first (name, target, phase, state)."""
+        full = self.fields()
+        return {k: v for k, v in full.items() if k in _ALWAYS_RECORDED or v != _JOB_DEFAULTS.get(k, _NO_DEFAULT)}
+
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "JobRecord":
         known = {f.name for f in dataclasses.fields(cls)}
@@ -175,6 +259,31 @@ class JobRecord:
             return cls(**values)
         except TypeError as exc:  # a required field is missing
             raise DamagedRecordError(f"experiment record damaged: job record without {exc}") from exc
+
+
+def _apply_status(rec: JobRecord, status: JobStatus) -> bool:
+    """Put a state seen on the backend into ``rec``; False when the record keeps what it has."""
+    if rec.app_state.is_terminal and status.state is AppState.UNKNOWN:
+        return False  # once a backend forgets a finished job, the last state seen stays the truth
+    if rec.cancelled_at is not None and status.state is AppState.UNKNOWN:
+        status = JobStatus(AppState.CANCELLED, status.exit_code, f"cancelled by nemorun; {status.detail}".rstrip("; "))
+    exit_code = status.exit_code if status.exit_code is not None else rec.exit_code
+    if (rec.state, rec.exit_code, rec.detail) == (status.state.value, exit_code, status.detail):
+        return False  # seen as it was: a poll of 1,000 running tasks rewrites nothing
+    rec.state = status.state.value
+    rec.exit_code = status.exit_code if status.exit_code is not None else rec.exit_code
+    rec.detail = status.detail
+    return True
+
+
+_NO_DEFAULT = object()
+_JOB_FIELDS = tuple(f.name for f in dataclasses.fields(JobRecord))
+_ALWAYS_RECORDED = frozenset({"name", "target", "phase", "state"})
+_JOB_DEFAULTS: dict[str, Any] = {
+    f.name: (f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default)  # type: ignore[misc]
+    for f in dataclasses.fields(JobRecord)
+    if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+}
 
 
 class ExperimentRecord:
@@ -293,22 +402,74 @@ class ExperimentRecord:
     # -- writing ----------------------------------------------------------------------------
     def save_job(self, record: JobRecord) -> None:
         record.updated_at = time.time()
-        write_json(self.job_dir(record.name) / JOB_FILE, asdict(record))
+        write_json(self.job_dir(record.name) / JOB_FILE, record.fields())
+
+    def save_jobs(self, records: Iterable[JobRecord], compact: bool = True) -> None:
+        """Many job records as one batch (a job array's tasks): each file is written whole, and
+        the batch costs two file-system syncs instead of an fsync per job. ``compact``: small
+        records, fields still at their default left out (:meth:`JobRecord.from_dict` restores them)."""
+        now = time.time()
+
+        def files() -> Iterable[tuple[Path, str]]:
+            for record in records:
+                record.updated_at = now
+                text = json.dumps(record.compact(), sort_keys=True) if compact else json.dumps(record.fields(), indent=2, sort_keys=True)
+                yield self.job_dir(record.name) / JOB_FILE, text + "\n"
+
+        atomic_write_many(files(), self.path)
+
+    def write_jobs(self, jobs: Iterable[tuple[JobRecord, Mapping[str, str]]]) -> None:
+        """Jobs not yet sent, with their artifacts, as ONE batch (a sweep's jobs before the first
+        submission): two file-system syncs for the lot. Each record lists its artifacts."""
+        now = time.time()
+
+        def files() -> Iterable[tuple[Path, str]]:
+            for record, artifacts in jobs:
+                d = self.job_dir(record.name)
+                for name, text in artifacts.items():
+                    yield d / name, text
+                record.artifacts, record.updated_at = list(artifacts), now
+                yield d / JOB_FILE, json.dumps(record.fields(), indent=2, sort_keys=True) + "\n"
+
+        atomic_write_many(files(), self.path, mode=artifact_mode)
 
     def write_artifacts(self, job: str, artifacts: Mapping[str, str]) -> list[str]:
         d = self.job_dir(job)
         for name, text in artifacts.items():
-            atomic_write(d / name, text, mode=0o755 if name.endswith(".sh") else 0o644)
+            atomic_write(d / name, text, mode=artifact_mode(d / name))
         return list(artifacts)
 
     def record_status(self, job: str, status: JobStatus) -> JobRecord:
         rec = self.job(job)
-        if rec.app_state.is_terminal and status.state is AppState.UNKNOWN:
-            return rec  # once a backend forgets a finished job, the last state seen stays the truth
-        if rec.cancelled_at is not None and status.state is AppState.UNKNOWN:
-            status = JobStatus(AppState.CANCELLED, status.exit_code, f"cancelled by nemorun; {status.detail}".rstrip("; "))
-        rec.state = status.state.value
-        rec.exit_code = status.exit_code if status.exit_code is not None else rec.exit_code
-        rec.detail = status.detail
-        self.save_job(rec)
+        if _apply_status(rec, status):
+            self.save_job(rec)
         return rec
+
+    def record_statuses(self, updates: Iterable[tuple[str | JobRecord, JobStatus]]) -> list[JobRecord]:
+        """:meth:`record_status` for many jobs (``exp status`` of a 1,000-task array) as ONE batch
+        write, and the time of the check (:data:`CHECKED_FILE`). A record about to change is read
+        again first, so a concurrent ``exp cancel`` is not overwritten; one given as already read
+        that the status leaves as it is costs no read and no write."""
+        out, changed = [], []
+        for job, status in updates:
+            if isinstance(job, JobRecord) and not _apply_status(dataclasses.replace(job), status):
+                out.append(job)
+                continue
+            rec = self.job(job.name if isinstance(job, JobRecord) else job)
+            out.append(rec)
+            if _apply_status(rec, status):
+                changed.append(rec)
+        self.save_jobs(changed, compact=False)
+        self.mark_checked()
+        return out
+
+    def mark_checked(self, now: Optional[float] = None) -> None:
+        atomic_write(self.path / CHECKED_FILE, f"{time.time() if now is None else now}\n")
+
+    @property
+    def checked_at(self) -> Optional[float]:
+        """When the backends were last asked (None: never, or a record older than this file)."""
+        try:
+            return float((self.path / CHECKED_FILE).read_text())
+        except (OSError, ValueError):
+            return None

@@ -7,7 +7,7 @@ record and the catalog row, so the record and ``exp list`` never disagree.
 from __future__ import annotations
 
 import time
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 from nemorun import catalog, submitters
 from nemorun.states import AppState, Handle, JobStatus
@@ -30,24 +30,49 @@ def refresh(record: ExperimentRecord, jobs: Sequence[JobRecord]) -> dict[str, Jo
             out[rec.name] = JobStatus(rec.app_state, rec.exit_code, rec.error or rec.detail)
         else:
             by_backend.setdefault(handle.backend, []).append((rec, handle))
+    known = {rec.name: rec for rec in jobs if rec.handle}  # read from its file (a stand-in for an unwritten one has none)
     for backend, pairs in by_backend.items():
         states = submitters.submitter(backend).status([h for _, h in pairs])
-        for rec, handle in pairs:
-            status = states.get(handle.id, JobStatus(AppState.UNKNOWN, None, "not reported by the backend"))
-            new = record.record_status(rec.name, status)
+        unknown = JobStatus(AppState.UNKNOWN, None, "not reported by the backend")
+        news = record.record_statuses((rec, states.get(handle.id, unknown)) for rec, handle in pairs)  # one batch write
+        ended = []
+        for (rec, handle), new in zip(pairs, news):
             if new.app_state.is_terminal:
-                submitters.sync_logs(handle, record.job_dir(rec.name))
+                ended.append((handle, record.job_dir(rec.name)))
             out[rec.name] = JobStatus(new.app_state, new.exit_code, new.detail)
-    catalog.refresh(record.path.parent.parent.parent, record)
+            known[rec.name] = new
+        submitters.sync_logs_many(ended)  # one batch write for a finished array's logs
+    # the records just read and written make the catalog row: not read a further time
+    catalog.refresh(record.path.parent.parent.parent, record, known=known)
     return out
 
 
-def wait(record: ExperimentRecord, names: Optional[Sequence[str]] = None, poll: float = POLL_SECONDS) -> dict[str, JobStatus]:
-    """Block until every submitted job (of ``names``, default all) is terminal."""
+# Backends whose job states this machine holds itself (the job's wrapper writes its exit code
+# into the job folder): reading them costs a few file reads, never a service round trip.
+LOCAL_BACKENDS = frozenset({"local"})
+
+
+def refresh_known(record: ExperimentRecord) -> bool:
+    """Record the states already known on this machine for jobs not yet final (``exp list``
+    must not show a finished local job as SUBMITTED); other backends keep their last state seen,
+    which ``exp list`` marks with when it was checked. True when anything was read."""
+    jobs = [j for j in record.jobs()
+            if not j.app_state.is_terminal and j.handle and j.handle.get("backend") in LOCAL_BACKENDS]
+    if jobs:
+        refresh(record, jobs)
+    return bool(jobs)
+
+
+def wait(record: ExperimentRecord, names: Optional[Sequence[str]] = None, poll: float = POLL_SECONDS,
+         watch: Optional[Callable[[dict[str, JobStatus]], None]] = None) -> dict[str, JobStatus]:
+    """Block until every submitted job (of ``names``, default all) is terminal; ``watch`` sees
+    each poll's states (:func:`nemorun.progress.watching` draws them)."""
     wanted = list(names) if names is not None else list(record.meta["jobs"])
     while True:
         jobs = [record.try_job(n) or JobRecord(name=n, target=record.meta["target"]) for n in wanted]
         states = refresh(record, jobs)
+        if watch is not None:
+            watch(states)
         if all(s.state.is_terminal or s.state is AppState.UNSUBMITTED for s in states.values()):
             return states
         time.sleep(poll)

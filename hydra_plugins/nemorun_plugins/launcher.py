@@ -54,7 +54,7 @@ class NemorunLauncher(Launcher):
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         import sys
 
-        from nemorun import compose
+        from nemorun import allocations, compose
         from nemorun.errors import ConfigError
         from nemorun.execute import execute, raise_if_failed
         from nemorun.plan import default_site, plan
@@ -75,7 +75,8 @@ class NemorunLauncher(Launcher):
         the_plan = plan([list(j) for j in job_overrides], composer, default_site(), command_overrides=command,
                         multirun=True, max_parallel=self.max_parallel)
         outcome = execute(the_plan, sys.stdout)
-        names = [p.name for p in the_plan.jobs] if outcome.record is not None else []
+        # sweep job i's name (a packed sweep, allocation=NAME, runs them as the steps of one job)
+        names = allocations.task_names(the_plan.jobs) if outcome.record is not None else []
         returns = []
         for i, overrides in enumerate(job_overrides):
             ret = JobReturn(overrides=list(overrides), task_name="nemorun", status=JobStatus.COMPLETED)

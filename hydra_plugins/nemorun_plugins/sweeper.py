@@ -43,9 +43,9 @@ class NemorunSweeper(BasicSweeper):
         assert self.config is not None and self.launcher is not None and self.hydra_context is not None
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
         overrides = parser.parse_overrides([*self._parse_config(), *arguments])
-        from nemorun.compose import check_sweep_size
+        from nemorun.compose import check_sweep_size, split_sweep
 
         check_sweep_size(overrides, self.max_jobs)
-        self.overrides = self.split_arguments(overrides, None)
+        self.overrides = [split_sweep(overrides)]  # values as typed (1.10 stays 1.10)
         batch = self.get_job_batch()
         return [self.launcher.launch(batch, initial_job_idx=0)]

@@ -162,6 +162,23 @@ class TaskConfig(Checked):
 
 
 @dataclass
+class ScriptTaskConfig(TaskConfig):
+    """``task=script``: the user's own script with no example values to delete first; the script
+    path is required (a missing one is the one-line missing-value error, not "sets none")."""
+
+    name: str = checked("script", check=NAME)
+    script: Optional[str] = MISSING
+
+
+@dataclass
+class FunctionTaskConfig(TaskConfig):
+    """``task=function``: the user's own ``package.module.function``; its ``params`` are free-form."""
+
+    name: str = checked("function", check=NAME)
+    target: Optional[str] = MISSING
+
+
+@dataclass
 class NonePackagerConfig:
     """Ship no code: the job runs from a directory that already holds it (the submit directory
     for the local executor, the image or a shared file system elsewhere)."""
@@ -215,11 +232,17 @@ class RootConfig:
     render_dir: Optional[str] = None
     # stay attached: stream the job's output and exit with its exit code
     wait: bool = False
+    # a sweep runs at most this many jobs at once (job arrays: %N; see nemorun.lower.max_parallel)
+    max_parallel: Optional[int] = None
+    # a sweep (-m) runs as ONE Slurm job named this, each sweep job one srun step (nemorun.allocations)
+    allocation: Optional[str] = None
 
 
 SCHEMAS: dict[str, type] = {
     "_schema_root": RootConfig,
     "_schema_task": TaskConfig,
+    "_schema_task_script": ScriptTaskConfig,
+    "_schema_task_function": FunctionTaskConfig,
     "_schema_packager_none": NonePackagerConfig,
     "_schema_launcher_none": NoneLauncherConfig,
 }

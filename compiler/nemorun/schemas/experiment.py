@@ -13,6 +13,9 @@ class ExperimentTaskConfig:
     depends_on: List[str] = field(default_factory=list)
     # afterok (all upstream succeeded), afterany (all ended), afternotok (one failed)
     dependency_type: str = "afterok"
+    # tasks naming the same allocation run in ONE Slurm job, each as its own step: a job group
+    # (same resources: one allocation) or a heterogeneous job (one component per task)
+    allocation: Optional[str] = None
 
 
 @dataclass

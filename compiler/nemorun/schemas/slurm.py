@@ -16,7 +16,7 @@ from nemorun.schemas.core import (
     GPUS, NAME, NODES, PER_NODE, PORT, Checked, ExecutorConfig, absolute_path, checked, each, mount_spec,
     one_line, positive_number, slurm_mem,
 )
-from nemorun.slurm_flags import unknown_option
+from nemorun.slurm_flags import CURRENT, RELEASES, release, unknown_option
 
 # sbatch --time: min, min:sec, h:min:sec, d-h, d-h:min, d-h:min:sec (sbatch(1)), or no limit
 _TIME = re.compile(r"^(\d+|\d+:\d{1,2}|\d+:\d{1,2}:\d{1,2}|\d+-\d+|\d+-\d+:\d{1,2}|\d+-\d+:\d{1,2}:\d{1,2})$")
@@ -35,28 +35,26 @@ _OWN_FLAGS = {
 _RESERVED = ("output", "error", "parsable", "open-mode", "wrap")
 
 
-# sbatch options that sbatch 22.05.8 refuses together ("fatal: ... mutually exclusive"). The help
-# text (tests/contracts/cli/sbatch-22.05.8-pyxis-0.24.0.help.txt) only hints at the first group
-# ("--mem >= --mem-per-cpu if --mem is specified", which the binary contradicts); every group was
-# checked against the real binary with `sbatch --test-only` (tests/test_slurm_depth.py keeps it so).
-# Pairs sbatch accepts (--exclusive with --oversubscribe, --hint with --ntasks-per-core) are not here.
-CONFLICTING_OPTIONS: tuple[tuple[str, ...], ...] = (
-    ("mem", "mem-per-cpu", "mem-per-gpu"),
-    ("gpus-per-task", "ntasks-per-gpu"),
-    ("ntasks-per-node", "ntasks-per-gpu"),
-    ("cpus-per-task", "cpus-per-gpu"),
-)
-# --exclusive[=user|mcs] in sbatch 22.05.8's help; `--exclusive=topo` came with a later Slurm and
-# the 22.05 binary refuses it ("Invalid --exclusive specification"), as it does `=true`
-EXCLUSIVE_MODES = ("user", "mcs")
+# Options sbatch refuses together and the --exclusive modes are per release (nemorun.slurm_flags);
+# the real-binary checks of tests/test_slurm_depth.py judge the 22.05 groups the test cluster runs.
+CONFLICTING_OPTIONS: tuple[tuple[str, ...], ...] = RELEASES["22.05"].conflicting
+# every mode some release knows; whether executor.slurm_version has it is checked in __post_init__
+# (22.05 refuses `--exclusive=topo` with "Invalid --exclusive specification", as it does `=true`)
+EXCLUSIVE_MODES: tuple[str, ...] = tuple(dict.fromkeys(m for r in RELEASES.values() for m in r.exclusive_modes))
 
 
 def _exclusive(value: Any) -> Optional[str]:
     if isinstance(value, bool) or value in EXCLUSIVE_MODES:
         return None
-    if value == "topo":
-        return "'topo' needs a newer Slurm than 22.05 (the sbatch nemorun checks against); use true, user or mcs"
-    return f"must be true, false, {' or '.join(EXCLUSIVE_MODES)} (sbatch --exclusive[=user|mcs])"
+    return f"must be true, false, {' or '.join(EXCLUSIVE_MODES)} (sbatch --exclusive[={'|'.join(EXCLUSIVE_MODES)}])"
+
+
+def _slurm_version(value: Any) -> Optional[str]:
+    try:
+        release(str(value))
+    except ValueError:
+        return f"is not a Slurm release nemorun has option lists for; use one of {', '.join(RELEASES)}"
+    return None
 
 
 # sbatch --signal=[[R][B]:]num[@time]
@@ -85,10 +83,10 @@ def check_time(value: Optional[str]) -> None:
     )
 
 
-def check_srun_args(args: List[str]) -> None:
+def check_srun_args(args: List[str], version: Optional[str] = None) -> None:
     for arg in args:
         if arg.startswith("--"):
-            why = unknown_option(arg[2:].split("=", 1)[0], "srun")
+            why = unknown_option(arg[2:].split("=", 1)[0], "srun", version)
             if why:
                 raise ValueError(f"srun_args: {why}")
 
@@ -170,6 +168,10 @@ class SlurmExecutorConfig(ExecutorConfig):
     job_dir: Optional[str] = checked(None, check=absolute_path)
     # how this job waits for its dependencies
     dependency_type: str = "afterok"
+    # the cluster's Slurm release ("22.05", "24.11.3", ...): which sbatch/srun options and
+    # --exclusive modes exist. A cluster found running another release is asked at submission
+    # (its own `sbatch --help`, cached per cluster) before anything is written there
+    slurm_version: str = checked(CURRENT, check=_slurm_version)
     tunnel: Any = MISSING
 
     def __post_init__(self) -> None:
@@ -179,12 +181,16 @@ class SlurmExecutorConfig(ExecutorConfig):
             if value is not None and one_line(value):
                 raise ValueError(f"{key} {one_line(value)} (got {value!r})")
         check_time(self.time)
-        check_srun_args(self.srun_args)
+        check_srun_args(self.srun_args, self.slurm_version)
+        modes = release(self.slurm_version).exclusive_modes
+        if not isinstance(self.exclusive, bool) and self.exclusive is not None and self.exclusive not in modes:
+            raise ValueError(f"exclusive={self.exclusive!r} needs a newer Slurm than {self.slurm_version} (executor.slurm_version); "
+                             f"use true, {' or '.join(modes)}")
         if self.dependency_type not in DEPENDENCY_TYPES:
             raise ValueError(f"dependency_type={self.dependency_type!r}; use one of {', '.join(DEPENDENCY_TYPES)}")
         for key in self.additional_parameters:
             name = str(key).replace("_", "-")
-            why = unknown_option(name, "sbatch")
+            why = unknown_option(name, "sbatch", self.slurm_version)
             if why:
                 raise ValueError(f"additional_parameters: {why}")
             if name in _OWN_FLAGS:
@@ -200,7 +206,7 @@ class SlurmExecutorConfig(ExecutorConfig):
         for key, value in self.additional_parameters.items():
             if value is not None and value is not False:
                 where[str(key).replace("_", "-")] = f"executor.additional_parameters.{key}"
-        for group in CONFLICTING_OPTIONS:
+        for group in release(self.slurm_version).conflicting:
             both = [where[flag] for flag in group if flag in where]
             if len(both) > 1:
                 note = " (nemorun always sets --ntasks-per-node)" if "ntasks-per-node" in group else ""

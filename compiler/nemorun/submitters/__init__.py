@@ -13,12 +13,13 @@ SDKs are imported inside the backends' functions, never at module import.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Iterator, Optional, cast
 
 from nemorun.errors import ConfigError, NemorunError
-from nemorun.store import atomic_write
+from nemorun.store import atomic_write, atomic_write_many
 from nemorun.targets import target_module
 from nemorun.submitters.base import Submitter, SubmitterFeatures
 
@@ -41,7 +42,7 @@ LOG_FILES = ("stdout.log", "stderr.log")
 
 __all__ = [
     "SUBMITTER_MODULES", "Submitter", "SubmitterFeatures", "submitter", "submitter_module", "features",
-    "resolve", "prepare", "find", "follow", "echo", "fetch_logs", "sync_logs", "array_task_handle",
+    "resolve", "prepare", "find", "follow", "echo", "fetch_logs", "sync_logs", "sync_logs_many", "array_task_handle", "step_handle",
 ]  # fmt: skip
 
 
@@ -98,6 +99,14 @@ def array_task_handle(handle: "Handle", index: int) -> "Handle":
     return cast("Handle", module.array_task_handle(handle, index))  # type: ignore[attr-defined]
 
 
+def step_handle(handle: "Handle", step: str) -> "Handle":
+    """The handle of task ``step`` run as a step of an allocation's job (nemorun.allocations)."""
+    module = submitter(handle.backend)
+    if not hasattr(module, "step_handle"):
+        raise LookupError(f"the {handle.backend} submitter has no job steps")
+    return cast("Handle", module.step_handle(handle, step))
+
+
 def follow(handle: "Handle") -> "Iterator[tuple[str, str]]":
     """``(stream, line)`` pairs until the job ends, stream being ``stdout`` or ``stderr``.
 
@@ -137,10 +146,25 @@ def sync_logs(handle: "Handle", job_dir: Path) -> None:
     Once only (a folder holding logs is left alone), and never fatal: a failed copy leaves
     ``exp logs`` asking the backend.
     """
-    job_dir = Path(job_dir)
-    if any((job_dir / f).exists() for f in (*LOG_FILES, SYNCED_LOG)):
-        return
-    try:
-        fetch_logs(handle, job_dir)
-    except (NemorunError, OSError):
-        pass
+    sync_logs_many([(handle, job_dir)])
+
+
+def sync_logs_many(jobs: Iterable[tuple["Handle", Path]]) -> None:
+    """:func:`sync_logs` for many jobs (a finished 1,000-task array): the ``output.log`` copies
+    are written as one batch (:func:`nemorun.store.atomic_write_many`), not an fsync each."""
+    batch: list[tuple[Path, str]] = []
+    for handle, job_dir in jobs:
+        job_dir = Path(job_dir)
+        if any((job_dir / f).exists() for f in (*LOG_FILES, SYNCED_LOG)):
+            continue
+        module = submitter(handle.backend)
+        try:
+            if module.FEATURES.fetch_logs:
+                module.fetch_logs(handle, job_dir)  # type: ignore[attr-defined]
+            else:
+                batch.append((job_dir / SYNCED_LOG, "".join(module.logs(handle, follow=False))))
+        except (NemorunError, OSError):
+            pass
+    if batch:
+        with contextlib.suppress(NemorunError, OSError):
+            atomic_write_many(batch, batch[0][0].parent)

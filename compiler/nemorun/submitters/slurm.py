@@ -1,10 +1,10 @@
 """Backend ``slurm``: ``sbatch --parsable`` through a tunnel (this machine, or SSH).
 
 Status works without accounting (many clusters have no slurmdbd): one ``squeue`` for all
-handles on a cluster, then ``scontrol show job`` for jobs squeue no longer shows as live (exit
-code, reason), then ``sacct`` only when accounting answers. A job purged from slurmctld's memory
-with no accounting is UNKNOWN; the experiment record keeps the last state it saw
-(``store.record_status``), which is then the truth.
+handles on a cluster (state, reason and exit status of every array task), ``scontrol show job``
+(one call per array) only for what squeue did not answer, then ``sacct`` only when accounting
+answers. A job purged from slurmctld's memory with no accounting is UNKNOWN; the experiment
+record keeps the last state it saw (``store.record_status``), which is then the truth.
 """
 from __future__ import annotations
 
@@ -14,16 +14,17 @@ import time
 import uuid
 from typing import Callable, Iterator, Mapping, Optional, Sequence
 
-from nemorun import tunnels
+from nemorun import slurm_probe, tunnels
 from nemorun.errors import SubmitError, one_line
 from nemorun.ir import Job, Rendered
 from nemorun.states import AppState, Handle, JobStatus
 from nemorun.submitters.base import SubmitterFeatures
 from nemorun.targets.slurm import (
-    ARRAY_STDERR, ARRAY_STDOUT, CODE_DIR, SBATCH_SCRIPT, STDERR, STDOUT, remote_archive, remote_job_dir,
+    ARRAY_STDERR, ARRAY_STDOUT, CODE_DIR, SBATCH_SCRIPT, STDERR, STDOUT, STEP_CANCELLED, STEP_EXIT, STEP_STDERR, STEP_STDOUT,
+    remote_archive, remote_job_dir, render, step_file,
 )
 
-FEATURES = SubmitterFeatures(stream=True, array_task_handle=True, find=True)
+FEATURES = SubmitterFeatures(stream=True, array_task_handle=True, find=True, resolve=True)
 
 # Slurm job states -> AppState (as TorchX's slurm_scheduler); anything else is UNKNOWN
 SLURM_STATES: Mapping[str, AppState] = {
@@ -42,6 +43,14 @@ _GONE = ("Invalid job id", "already completing or completed")
 
 def _tunnel(handle: Handle) -> tunnels.Tunnel:
     return tunnels.open_tunnel(handle.data["tunnel"])
+
+
+def resolve(job: Job) -> Job:
+    """Nothing to look up, but the cluster is asked here, before the job is recorded as attempted,
+    whether its Slurm release has every option of the script (:mod:`nemorun.slurm_probe`): a refusal
+    is then a config error with nothing left in doubt."""
+    slurm_probe.check_cluster(tunnels.open_tunnel(job.executor.tunnel), job, render(job))
+    return job
 
 
 def submit(rendered: Rendered, job: Job) -> Handle:
@@ -174,8 +183,21 @@ def _status(native: str, exit_code: Optional[int], reason: str) -> JobStatus:
     return JobStatus(SLURM_STATES.get(base, AppState.UNKNOWN), exit_code, detail)
 
 
-def _squeue(tunnel: tunnels.Tunnel, ids: Sequence[str]) -> dict[str, tuple[str, str]]:
-    r = tunnel.run(["squeue", "-h", "-t", "all", "-j", ",".join(ids), "-o", "%i|%T|%r"])
+# One squeue answers for every listed job, array task by array task (-r), exit status included:
+# ``exit_code`` is the job's wait status, the value scontrol shows as ``code:signal``.
+_SQUEUE_FORMAT = "JobArrayID:|,State:|,Reason:|,exit_code:|"
+
+
+def _wait_status(text: str) -> Optional[int]:
+    """squeue's ``exit_code`` (a wait status) as a shell-style exit code, like :func:`_exit_code`."""
+    if not text.strip().isdigit():
+        return None
+    raw = int(text)
+    return 128 + (raw & 0x7F) if raw & 0x7F else (raw >> 8) & 0xFF
+
+
+def _squeue(tunnel: tunnels.Tunnel, ids: Sequence[str]) -> dict[str, JobStatus]:
+    r = tunnel.run(["squeue", "-h", "-r", "-t", "all", "-j", ",".join(ids), "-O", _SQUEUE_FORMAT])
     if r.rc != 0:
         if "Invalid job id" in r.stderr:
             return {}  # a single id that slurmctld has purged
@@ -183,19 +205,32 @@ def _squeue(tunnel: tunnels.Tunnel, ids: Sequence[str]) -> dict[str, tuple[str, 
     rows = {}
     for line in r.stdout.splitlines():
         parts = line.strip().split("|")
-        if len(parts) == 3:
-            rows[parts[0]] = (parts[1], parts[2])
+        if len(parts) >= 4:
+            job_id, _, component = parts[0].partition("+")
+            if component in ("", "0"):  # a heterogeneous job is listed per component: the first stands for it
+                status = _status(parts[1], None, parts[2])
+                if status.state.is_terminal:
+                    status = _status(parts[1], _wait_status(parts[3]), parts[2])
+                rows[job_id] = status
     return rows
 
 
-def _scontrol(tunnel: tunnels.Tunnel, job_id: str) -> Optional[JobStatus]:
-    r = tunnel.run(["scontrol", "-o", "show", "job", job_id])
-    if r.rc != 0:
-        return None
-    fields = dict(re.findall(r"(\w+)=(\S*)", r.stdout))
-    if "JobState" not in fields:
-        return None
-    return _status(fields["JobState"], _exit_code(fields.get("ExitCode", "")), fields.get("Reason", ""))
+def _scontrol(tunnel: tunnels.Tunnel, ids: Sequence[str]) -> dict[str, JobStatus]:
+    """``scontrol show job`` takes one id (22.05 refuses a list) but lists every task of an array
+    for the array's id: one call per array, not per task."""
+    out: dict[str, JobStatus] = {}
+    for base in dict.fromkeys(i.partition("_")[0] for i in ids):
+        r = tunnel.run(["scontrol", "-o", "show", "job", base])
+        if r.rc != 0:
+            continue
+        for line in r.stdout.splitlines():
+            fields = dict(re.findall(r"(\w+)=(\S*)", line))
+            if "JobState" not in fields or fields.get("HetJobOffset", "0") not in ("", "0"):
+                continue
+            task = fields.get("ArrayTaskId", "")
+            key = f"{fields.get('ArrayJobId')}_{task}" if task.isdigit() else fields.get("JobId", "")
+            out[key] = _status(fields["JobState"], _exit_code(fields.get("ExitCode", "")), fields.get("Reason", ""))
+    return {i: out[i] for i in ids if i in out}
 
 
 def _sacct(tunnel: tunnels.Tunnel, ids: Sequence[str]) -> dict[str, JobStatus]:
@@ -213,24 +248,26 @@ def _sacct(tunnel: tunnels.Tunnel, ids: Sequence[str]) -> dict[str, JobStatus]:
 
 
 def _status_on(tunnel: tunnels.Tunnel, ids: Sequence[str]) -> dict[str, JobStatus]:
-    out: dict[str, JobStatus] = {}
-    rows = _squeue(tunnel, ids)
-    for job_id in ids:
-        native, reason = rows.get(job_id, ("", ""))
-        status = _status(native, None, reason) if native else None
-        if status is None or status.state.is_terminal:
-            status = _scontrol(tunnel, job_id) or status  # exit code and reason of finished jobs
-        if status is not None:
-            out[job_id] = status
+    out = _squeue(tunnel, ids)
+    # scontrol only for finished jobs squeue gave no exit status (another squeue) or did not list
+    unsure = [i for i in ids if i not in out or (out[i].state.is_terminal and out[i].exit_code is None)]
+    if unsure:
+        out.update(_scontrol(tunnel, unsure))
     missing = [i for i in ids if i not in out]
     if missing:
         out.update(_sacct(tunnel, missing))
     for job_id in ids:
         out.setdefault(job_id, JobStatus(AppState.UNKNOWN, None, "no longer known to slurmctld and no accounting"))
-    return out
+    return {i: out[i] for i in ids}
 
 
 def status(handles: Sequence[Handle]) -> dict[str, JobStatus]:
+    steps = [h for h in handles if "step" in h.data]
+    if steps:  # one query for the jobs of all steps, then each step from its exit file
+        jobs = {h.data["job_id"]: Handle("slurm", h.data["job_id"], {k: v for k, v in h.data.items() if k != "step"}) for h in steps}
+        plain = [h for h in handles if "step" not in h.data]
+        found = status([*plain, *(j for i, j in jobs.items() if i not in {h.id for h in plain})])
+        return {**{h.id: found[h.id] for h in plain}, **{h.id: _step_status(h, found[h.data["job_id"]]) for h in steps}}
     groups: dict[str, list[Handle]] = {}
     for h in handles:
         groups.setdefault(repr(sorted(h.data["tunnel"].items())), []).append(h)
@@ -252,8 +289,62 @@ def array_task_handle(handle: Handle, index: int) -> Handle:
     return Handle(backend="slurm", id=f"{handle.id}_{index}", data={**handle.data, **logs})
 
 
+def step_handle(handle: Handle, step: str) -> Handle:
+    """Task ``step`` of an allocation (nemorun.allocations): the job's id and the step's name,
+    its own log files and the file its exit status is written to (status without accounting)."""
+    remote = handle.data["job_dir"]
+    return Handle(backend="slurm", id=f"{handle.id}:{step}", data={
+        **handle.data, "job_id": handle.id, "step": step,
+        "stdout": posixpath.join(remote, step_file(STEP_STDOUT, step)),
+        "stderr": posixpath.join(remote, step_file(STEP_STDERR, step)),
+        "exit_file": posixpath.join(remote, step_file(STEP_EXIT, step)),
+        "cancel_file": posixpath.join(remote, step_file(STEP_CANCELLED, step)),
+    })
+
+
+def _step_status(handle: Handle, job: JobStatus) -> JobStatus:
+    """A step ends with its job (the whole job is requeued, so a step that exited may run again):
+    while the job lives the step shows the job's state; once it has ended, the step's own exit
+    status, or the job's end when the step never reported one (cancelled before it started)."""
+    tunnel = _tunnel(handle)
+    text = tunnel.read(str(handle.data["exit_file"])).decode(errors="replace").strip()
+    rc = int(text) if text.isdigit() else None
+    if rc != 0 and (job.state is AppState.CANCELLED or (rc is not None and tunnel.read(str(handle.data["cancel_file"])))):
+        return JobStatus(AppState.CANCELLED, rc, f"step of job {handle.data['job_id']} cancelled")
+    if not job.state.is_terminal:
+        note = f"step exited with {rc}; " if rc is not None else ""
+        return JobStatus(job.state, None, f"{note}job {handle.data['job_id']} {job.detail}".strip())
+    if rc is None:
+        return JobStatus(job.state, job.exit_code, f"job {handle.data['job_id']} ended {job.detail} before this step reported")
+    if rc == 0:
+        return JobStatus(AppState.SUCCEEDED, 0, f"step of job {handle.data['job_id']}")
+    return JobStatus(AppState.FAILED, rc, f"step of job {handle.data['job_id']} exited with {rc}")
+
+
+def _cancel_step(tunnel: tunnels.Tunnel, handle: Handle) -> None:
+    """``scancel`` of the step's own id (looked up by its name), leaving the other steps running.
+    A step of a job still pending has no id yet: refused, naming what to cancel instead."""
+    job_id, step = str(handle.data["job_id"]), str(handle.data["step"])
+    r = tunnel.run(["squeue", "-h", "-s", "-j", job_id, "-o", "%i|%j"])
+    ids = [i for i, _, name in (line.strip().partition("|") for line in r.stdout.splitlines()) if name == step]
+    if not ids:
+        job = _status_on(tunnel, [job_id])[job_id]
+        if job.state in (AppState.PENDING, AppState.SUBMITTED):
+            allocation = posixpath.basename(str(handle.data["job_dir"]).rstrip("/"))
+            raise SubmitError(f"step {step} of job {job_id} has not started (job {job.state}); cancel its allocation "
+                              f"{allocation} instead, which cancels every step")
+        return  # the step has ended
+    tunnel.write(str(handle.data["cancel_file"]), b"cancelled by nemorun\n")
+    r = tunnel.run(["scancel", *ids])
+    if r.rc != 0 and not any(g in r.stderr for g in _GONE):
+        raise SubmitError(f"scancel {' '.join(ids)} on {tunnel.label} failed: {one_line(r.stderr)}")
+
+
 def cancel(handle: Handle) -> None:
     tunnel = _tunnel(handle)
+    if "step" in handle.data:
+        _cancel_step(tunnel, handle)
+        return
     r = tunnel.run(["scancel", handle.id])
     if r.rc != 0 and not any(g in r.stderr for g in _GONE):
         raise SubmitError(f"scancel {handle.id} on {tunnel.label} failed: {one_line(r.stderr)}")

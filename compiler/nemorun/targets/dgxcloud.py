@@ -47,12 +47,14 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
 import posixpath
 import re
+import shlex
 from typing import Any, Mapping, Optional
 
 from nemorun.capabilities import ARCHIVE_PACKAGERS, Capabilities, Evidence
-from nemorun.command import FUNCTION_SPEC, function_artifacts, function_spec_text, task_argv, write_entry_line
+from nemorun.command import ENTRY_SOURCE, FUNCTION_SPEC, function_artifacts, function_spec_text, task_argv, write_entry_line
 from nemorun.errors import ArtifactError, ConfigError
 from nemorun.ir import Job, Rendered
 from nemorun.launchers import setup_lines, wrap
@@ -252,7 +254,30 @@ def render(job: Job) -> Rendered:
         job_name=job.name,
         artifacts={ARTIFACT: body, **files},
         submit_command=f"{shipped}{placed}POST {ex.base_url.rstrip('/')}/workloads/{kind} < {ARTIFACT}{lookup}",
+        views={COMMAND_VIEW: command_view(body)},
     )
+
+
+COMMAND_VIEW = "the job's command (spec.command + spec.args of workload.json)"
+
+
+def command_view(body: str) -> str:
+    """What the container runs, as a person reads it: a ``bash -c`` script one statement a line
+    (in the JSON it is one shell-quoted string), a plain command as one line; nemorun's own entry
+    point (the same bytes in every job) shortened to its size."""
+    spec = json.loads(body)["spec"]
+    command, args = spec.get("command", ""), spec.get("args", "")
+    words = shlex.split(args) if args else []
+    if command != "bash" or len(words) != 2 or words[0] != "-c":
+        return f"{command} {args}".strip()
+    script = words[1].replace(shquote(ENTRY_SOURCE), f"<the nemorun entry point: nemorun/entry.py, {len(ENTRY_SOURCE)} bytes>")
+    statements = script.split("; ")
+    try:  # one a line, unless a "; " was inside quotes (then the script stays one line)
+        for statement in statements:
+            shlex.split(statement)
+    except ValueError:
+        return script
+    return "\n".join(statements)
 
 
 def validate(rendered: Rendered) -> None:

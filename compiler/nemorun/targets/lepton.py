@@ -43,12 +43,13 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import json
 import posixpath
 import re
 from typing import Any, Mapping, Optional
 
 from nemorun.capabilities import ARCHIVE_PACKAGERS, Capabilities, Evidence
-from nemorun.command import ENTRY_FILE, FUNCTION_SPEC, function_spec_text, task_argv, write_entry_line
+from nemorun.command import ENTRY_FILE, ENTRY_SOURCE, FUNCTION_SPEC, function_spec_text, task_argv, write_entry_line
 from nemorun.errors import ArtifactError, ConfigError
 from nemorun.ir import Job, Rendered, shm_mib
 from nemorun.launchers import setup_lines, wrap
@@ -206,6 +207,20 @@ def build_body(job: Job) -> dict[str, Any]:
     return {"metadata": {"id": job_id(job)}, "spec": spec}
 
 
+SCRIPT_VIEW = "the job's script (spec.container.command of job.json)"
+_BASE64_RUN = re.compile(r"[A-Za-z0-9+/]{76,}={0,2}")
+
+
+def script_view(body: str) -> str:
+    """The ``bash -c`` script of a rendered ``job.json``, as lines a person reads (in the JSON it
+    is one string of ``\\n``-escaped lines); the code archive's base64 and nemorun's own entry
+    point (the same bytes in every job) are shortened to their sizes."""
+    command = json.loads(body)["spec"]["container"]["command"]
+    script = command[2] if command[:2] == ["/bin/bash", "-c"] and len(command) == 3 else shjoin(command)
+    script = script.replace(shquote(ENTRY_SOURCE), f"<the nemorun entry point: nemorun/entry.py, {len(ENTRY_SOURCE)} bytes>")
+    return _BASE64_RUN.sub(lambda m: f"<code archive: {len(m.group())} base64 characters>", script)
+
+
 def render(job: Job) -> Rendered:
     ex = job.executor
     body = render_template("lepton/job.json.j2", body=build_body(job))
@@ -215,6 +230,7 @@ def render(job: Job) -> Rendered:
         job_name=job.name,
         artifacts={ARTIFACT: body},
         submit_command=f"leptonai APIClient().job.create({ARTIFACT}) -> POST <workspace>/jobs{lookup}",
+        views={SCRIPT_VIEW: script_view(body)},
     )
 
 

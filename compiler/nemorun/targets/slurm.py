@@ -9,6 +9,13 @@ Launchers (torchrun, ft) start ONCE PER NODE and spawn the ranks themselves: the
 (:func:`nemorun.launchers.setup_lines`) run in the batch script, and a multi-node command runs
 as ``bash -c '<launcher command>'`` so ``$SLURM_NODEID`` expands on each node.
 
+Allocations (an experiment's tasks sharing ``allocation:``, or a sweep's jobs under a top-level
+``allocation=NAME``; :mod:`nemorun.allocations`) arrive as ONE job with ``ir.Job.steps`` and
+render from ``slurm/steps.sh.j2``: every task its own ``srun`` step in the background (``--overlap`` in a job group, ``--het-group=i`` in a heterogeneous job
+whose ``#SBATCH hetjob`` components carry each task's resources), its own log files and exit
+file; the first failing step stops the others, and a requeue restarts the whole job except a
+step cancelled by ``exp cancel ID TASK`` (its marker file outlives the attempt).
+
 Packaged code: the submitter unpacks the archive into ``<remote job dir>/code`` before
 ``sbatch``; the archive itself is kept once per digest in ``<job_dir base>/archives/`` on the
 cluster (:func:`remote_archive`), so the same code is not uploaded twice.
@@ -19,6 +26,7 @@ or the local record's job dir when neither is set (local tunnel on a login node)
 """
 from __future__ import annotations
 
+import dataclasses
 import posixpath
 import re
 import shlex
@@ -26,9 +34,11 @@ from typing import Any, Callable, Iterable, Mapping, Optional
 
 from nemorun import launchers
 from nemorun.capabilities import ARCHIVE_PACKAGERS, Capabilities, Evidence
-from nemorun.command import ENTRY_FILE, ENTRY_SOURCE, FUNCTION_SPEC, function_artifacts, function_spec_text, task_argv
+from nemorun.command import (
+    ENTRY_FILE, ENTRY_SOURCE, FUNCTION_SPEC, TASK_TABLE, function_artifacts, function_spec_text, task_argv, task_table_text,
+)
 from nemorun.errors import ArtifactError, ConfigError
-from nemorun.ir import Job, Rendered
+from nemorun.ir import Job, Rendered, Step
 from nemorun.render import Raw, render_template, shjoin, shquote
 from nemorun.slurm_flags import unknown_option
 from nemorun.validate import check_shell_syntax
@@ -51,10 +61,13 @@ CAPABILITIES = Capabilities(
     executor="slurm",
     packagers=("none", *ARCHIVE_PACKAGERS),
     retries="sbatch --requeue + a guard that requeues a failed attempt while SLURM_RESTART_COUNT < retries",
-    # value-only sweeps arrive as ONE job with ir.Job.array_tasks (nemorun.sweep): --array, a log
-    # pair and a function-<i>.yaml per array task, the step picking its spec by SLURM_ARRAY_TASK_ID
+    # value-only sweeps arrive as ONE job with ir.Job.array_tasks (nemorun.plan): --array, a log
+    # pair per array task and ONE tasks.jsonl, the step reading its row by SLURM_ARRAY_TASK_ID
     arrays=True,
     native_dependencies=True,
+    # an experiment's allocation arrives as ONE job with ir.Job.steps (nemorun.allocations): a job
+    # group (srun --overlap steps) or a heterogeneous job (#SBATCH hetjob, srun --het-group=i)
+    allocations=True,
     evidence=Evidence(retries=("#SBATCH --requeue", '"${{SLURM_RESTART_COUNT:-0}}" -lt {n} ]'),
                       code=("sha256 {sha256}", "{job_dir}/code")),
 )  # fmt: skip
@@ -146,7 +159,9 @@ def sbatch_options(job: Job) -> dict[str, Any]:
         "chdir": None if job.image else workdir(job),
     }
     if job.array_tasks:
-        parallel = f"%{job.array_parallelism}" if job.array_parallelism else ""
+        # a limit of at least the task count limits nothing (and %4294967296 is not a valid array for sbatch)
+        limits = job.array_parallelism is not None and job.array_parallelism < len(job.array_tasks)
+        parallel = f"%{job.array_parallelism}" if limits else ""
         options.update(array=f"0-{len(job.array_tasks) - 1}{parallel}",
                        output=posixpath.join(remote, ARRAY_STDOUT), error=posixpath.join(remote, ARRAY_STDERR))
     for key in ("account", "partition", "qos", "constraint", "exclude", "reservation", "comment"):
@@ -191,6 +206,7 @@ def srun_options(job: Job) -> list[str]:
     if job.launcher.kind != "none":  # one launcher per node; it spawns the ranks itself
         nodes = job.resources.nodes
         options.update({"nodes": nodes, "ntasks": nodes, "ntasks-per-node": 1})
+        options["gpus-per-node"] = launchers.slurm_step_gpus_per_node(job)  # not the inherited per-task binding
     if job.image:
         remote = remote_job_dir(job)
         options["container-image"] = job.image
@@ -201,12 +217,17 @@ def srun_options(job: Job) -> list[str]:
     return option_words(options, shquote) + [shquote(a) for a in ex.srun_args]
 
 
-def step_command(job: Job, remote: str) -> list[str]:
+def array_task_spec(remote: str) -> Raw:
+    """Where array task ``$SLURM_ARRAY_TASK_ID`` finds its function spec (written by its batch script)."""
+    return Raw(shquote(posixpath.join(remote, "function-")) + '"$SLURM_ARRAY_TASK_ID".yaml')
+
+
+def step_command(job: Job, remote: str, spec_name: str = FUNCTION_SPEC) -> list[str]:
     """The step's command: the task under its launcher. Words the node's shell must expand
     (``$head_node``, ``$SLURM_NODEID``) need a shell on each node, not the batch script's."""
-    spec = posixpath.join(remote, FUNCTION_SPEC)
-    if job.array_tasks:  # expanded on the node: each array task runs its own function-<i>.yaml
-        spec = Raw(shquote(posixpath.join(remote, "function-")) + '"$SLURM_ARRAY_TASK_ID".yaml')
+    spec = posixpath.join(remote, spec_name)
+    if job.array_tasks:  # expanded on the node: array task i runs the spec its batch script took from row i
+        spec = array_task_spec(remote)
     argv = launchers.wrap(job, task_argv(job, spec, entry_path=posixpath.join(remote, ENTRY_FILE)), form="slurm")
     if any(isinstance(word, Raw) for word in argv):
         return ["bash", "-c", shjoin(argv)]
@@ -214,6 +235,8 @@ def step_command(job: Job, remote: str) -> list[str]:
 
 
 def render(job: Job) -> Rendered:
+    if job.steps:
+        return render_steps(job)
     remote = remote_job_dir(job)
     script = render_template(
         "slurm/sbatch.sh.j2",
@@ -227,6 +250,8 @@ def render(job: Job) -> Rendered:
         ft_flag_file=ft_flag_file(job),
         ft_flag_var=FT_FLAG_VAR,
         stop_signal=stop_signal(job),
+        task_table=posixpath.join(remote, TASK_TABLE) if job.array_tasks else None,
+        task_spec=array_task_spec(remote) if job.array_tasks else None,
     )
     return Rendered(
         target="slurm",
@@ -237,8 +262,8 @@ def render(job: Job) -> Rendered:
 
 
 def array_artifacts(job: Job) -> dict[str, str]:
-    specs = {f"function-{i}.yaml": function_spec_text(t.task) for i, t in enumerate(job.array_tasks)}
-    return {**specs, ENTRY_FILE: ENTRY_SOURCE}
+    """One table for the whole array, not a file per task: 10,000 tasks are one write and one upload."""
+    return {TASK_TABLE: task_table_text([t.task for t in job.array_tasks]), ENTRY_FILE: ENTRY_SOURCE}
 
 
 def submit_command(remote: str) -> str:
@@ -260,7 +285,7 @@ def srun_commands(script: str) -> list[list[str]]:
     later in the command does not matter."""
     text = script.replace("\\\n", " ")
     found = []
-    for m in re.finditer(r"^[ \t]*srun[ \t]", text, flags=re.M):
+    for m in re.finditer(r"^[ \t]*(?:exec[ \t]+)?srun[ \t]", text, flags=re.M):
         lexer = shlex.shlex(text[m.end():], posix=True, punctuation_chars=False)
         lexer.whitespace_split = True
         opts = []
@@ -280,3 +305,119 @@ def validate(rendered: Rendered) -> None:
             _check_names(line.split()[1:2], "sbatch", line)
     for opts in srun_commands(script):
         _check_names(opts, "srun", "srun step")
+
+
+# -- allocations: several tasks as steps of ONE job (ir.Job.steps, nemorun.allocations) -------
+#
+# Each step runs in a subshell of the batch script with its own environment and launcher
+# rendezvous, started in the background; the script then watches them all. The first step that
+# fails stops the others (a server step would otherwise keep the job alive until its time limit)
+# and its status is the job's; each step's exit status is written to exit-<task>.txt (what
+# status reads without accounting) and its output goes to its own stdout-/stderr-<task>.log.
+
+STEP_STDOUT, STEP_STDERR, STEP_EXIT = "stdout-{step}.log", "stderr-{step}.log", "exit-{step}.txt"
+# written by nemorun before it cancels ONE step: the script does not count that step as a failure
+STEP_CANCELLED = "cancelled-{step}"
+STEP_SPEC = "function-{step}.yaml"
+# sbatch options of ONE component of a heterogeneous job; the rest are the whole job's, given
+# once in the first component (nemorun.allocations checks the tasks agree on them)
+COMPONENT_OPTIONS = ("nodes", "ntasks-per-node", "gpus-per-node", "gpus-per-task", "cpus-per-task", "mem", "partition",
+                     "account", "qos", "constraint", "exclude", "reservation", "exclusive")
+_NODELIST = '"$SLURM_JOB_NODELIST"'
+
+
+def step_file(pattern: str, step: str) -> str:
+    return pattern.format(step=step)
+
+
+def step_job(job: Job, step: Step) -> Job:
+    """The allocation seen as one of its steps, for the single-step helpers (srun options,
+    launcher forms). Its name stays the allocation's, so job dir and code dir are the job's."""
+    return dataclasses.replace(job, task=step.task, env=step.env, resources=step.resources, launcher=step.launcher,
+                               executor=step.executor, image=step.image, mounts=step.mounts, steps=())
+
+
+def host_workdir(job: Job) -> str:
+    """Where the batch script and bare steps run (container steps get --container-workdir)."""
+    return code_dir(job) or remote_job_dir(job)
+
+
+def component_lines(job: Job) -> list[str]:
+    """``#SBATCH`` words. A job group asks for one allocation (the tasks' common resources); a
+    heterogeneous job's first component carries the job-wide options and each further one,
+    after a ``hetjob`` line, only its own resources and additional_parameters."""
+    if not job.heterogeneous:
+        return option_words({**sbatch_options(job), "chdir": host_workdir(job)}, sbatch_quote)
+    lines: list[str] = []
+    for step in job.steps:
+        options = sbatch_options(step_job(job, step))
+        if step.het_group == 0:
+            lines += option_words({**options, "chdir": host_workdir(job)}, sbatch_quote)
+            continue
+        extra = {str(k).replace("_", "-") for k in step.executor.additional_parameters}
+        lines += ["hetjob", *option_words({k: v for k, v in options.items() if k in COMPONENT_OPTIONS or k in extra}, sbatch_quote)]
+    return lines
+
+
+def step_srun_options(job: Job, step: Step) -> list[str]:
+    """The step's own words (name, log files, component or ``--overlap``: job-group steps share
+    the allocation's CPUs and GPUs and run at once) followed by what a lone job's step gets."""
+    remote = remote_job_dir(job)
+    own: dict[str, Any] = {
+        "job-name": step.name,
+        "output": posixpath.join(remote, step_file(STEP_STDOUT, step.name)),
+        "error": posixpath.join(remote, step_file(STEP_STDERR, step.name)),
+        "open-mode": "append" if job.retries > 0 else None,
+    }
+    if step.het_group is None:
+        own["overlap"] = True
+    else:
+        own["het-group"] = step.het_group
+    return option_words(own, shquote) + srun_options(step_job(job, step))
+
+
+def step_setup(job: Job, step: Step) -> list[str]:
+    """The launcher's rendezvous lines for this step: in a heterogeneous job, from the node list
+    of the step's own component (``SLURM_JOB_NODELIST_HET_GROUP_<i>``)."""
+    lines = launchers.setup_lines(step_job(job, step), "slurm")
+    if step.het_group is None or not lines:
+        return lines
+    if not any(_NODELIST in line for line in lines):
+        raise ArtifactError(f"step {step.name}: the Slurm rendezvous lines no longer read {_NODELIST}")
+    return [line.replace(_NODELIST, f'"$SLURM_JOB_NODELIST_HET_GROUP_{step.het_group}"') for line in lines]
+
+
+def render_steps(job: Job) -> Rendered:
+    remote = remote_job_dir(job)
+    ft = any(s.launcher.kind == "ft" for s in job.steps)
+    steps = [
+        {
+            "step": step,
+            "env": dict(step.env),
+            "setup": step_setup(job, step),
+            "srun_options": step_srun_options(job, step),
+            "command": step_command(step_job(job, step), remote, step_file(STEP_SPEC, step.name)),
+            "exit_file": posixpath.join(remote, step_file(STEP_EXIT, step.name)),
+            "cancel_file": posixpath.join(remote, step_file(STEP_CANCELLED, step.name)),
+        }
+        for step in job.steps
+    ]
+    script = render_template(
+        "slurm/steps.sh.j2",
+        job=job,
+        sbatch_lines=component_lines(job),
+        steps=steps,
+        code_dir=code_dir(job),
+        submit_command=submit_command(remote),
+        ft_flag_file=posixpath.join(remote, FT_FINISHED_FLAG) if ft else None,
+        ft_flag_var=FT_FLAG_VAR,
+        stop_signal=stop_signal(job),
+    )
+    functions = [s for s in job.steps if s.task.kind == "function"]
+    artifacts = {step_file(STEP_SPEC, s.name): function_spec_text(s.task) for s in functions}
+    return Rendered(
+        target="slurm",
+        job_name=job.name,
+        artifacts={SBATCH_SCRIPT: script, **artifacts, **({ENTRY_FILE: ENTRY_SOURCE} if functions else {})},
+        submit_command=submit_command(remote),
+    )

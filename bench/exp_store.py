@@ -1,0 +1,160 @@
+"""``nemorun exp status`` of a 1,000-job experiment and ``nemorun exp list`` over 500 experiments.
+
+Builds the stores first (records written as a launch writes them: ExperimentRecord.create +
+the batched task records of a job array), then times the real CLI in a fresh process:
+
+- ``exp status``: a 1,000-task Slurm array whose tasks each wrote a log line. Slurm's clients are
+  stood in for by scripts on PATH (``squeue``/``scontrol``/``sacct`` answering for every task,
+  RUNNING or COMPLETED), which count their calls: the figure is nemorun's own cost plus one
+  process start per query, and the call counts show how many queries a status makes (goal: one
+  squeue, <= 1 s). "first look": every task changes state (1,000 records rewritten; for COMPLETED
+  also 1,000 logs copied into the record); "again": the same states once more (nothing rewritten).
+- ``exp list``: 500 three-job sweeps, with the catalog cold (no ``catalog.db``: rebuilt from the
+  folders) and warm (goal <= 0.5 s).
+
+    python bench/exp_store.py [--runs 5] [--jobs 1000] [--experiments 500]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from nemorun.states import AppState
+from nemorun.store import ExperimentRecord, JobRecord, atomic_write_many, new_experiment_id
+
+FAKE = r'''#!/usr/bin/env python3
+import os, sys
+with open(os.environ["BENCH_CALLS"], "a") as f:
+    f.write(os.path.basename(sys.argv[0]) + "\n")
+state = os.environ["BENCH_STATE"]
+prog, args = os.path.basename(sys.argv[0]), sys.argv[1:]
+if prog == "squeue":
+    ids = args[args.index("-j") + 1].split(",") if "-j" in args else []
+    for i in ids:  # -O ...,exit_code: the wait status as well
+        print(f"{i}|{state}|None|0|" if "-O" in args else f"{i}|{state}|None")
+elif prog == "scontrol":
+    print(f"JobId={args[-1]} JobState={state} ExitCode=0:0 Reason=None")
+elif prog == "sacct":
+    pass
+'''
+
+
+def build_array(home: Path, jobs: int) -> ExperimentRecord:
+    names = [f"train-{i:04d}" for i in range(jobs)]
+    rec = ExperimentRecord.create(home=home, name="train", experiment_id=new_experiment_id(), target="slurm",
+                                  config_yaml="{}\n", overrides=["task=train", f"task.params.lr=range(0,{jobs})"],
+                                  submit_dir=str(home), job_names=names, kind="sweep", multirun=True,
+                                  arrays={"train-array": names})
+    job_dir = str(rec.job_dir("train-array"))
+    data = {"tunnel": {"kind": "local"}, "job_dir": job_dir}
+    array = JobRecord("train-array", "slurm", phase="submitted", state=AppState.SUBMITTED.value, array_of=names,
+                      handle={"backend": "slurm", "id": "1000", "data": {**data, "stdout": job_dir + "/stdout-%a.log"}})
+    rec.save_job(array)
+    Path(job_dir).mkdir(parents=True, exist_ok=True)
+    for i in range(jobs):  # what each task wrote: a finished task's logs are copied into its record folder
+        Path(f"{job_dir}/stdout-{i}.log").write_text(f"task {i}: loss 0.{i}\n")
+    rec.save_jobs(JobRecord(n, "slurm", phase="submitted", state=AppState.SUBMITTED.value, array="train-array", array_index=i,
+                            overrides=[f"task.params.lr={i}"],
+                            handle={"backend": "slurm", "id": f"1000_{i}", "data": {
+                                **data, "stdout": f"{job_dir}/stdout-{i}.log", "stderr": f"{job_dir}/stderr-{i}.log"}})
+                  for i, n in enumerate(names))
+    return rec
+
+
+def build_many(home: Path, count: int) -> None:
+    for k in range(count):
+        names = [f"train-{i}" for i in range(3)]
+        rec = ExperimentRecord.create(home=home, name=f"exp{k % 20}", experiment_id=new_experiment_id(time.time() + k),
+                                      target="local", config_yaml="{}\n", overrides=["task=train", "task.params.lr=1,2,3"],
+                                      submit_dir=str(home), job_names=names, kind="sweep", multirun=True)
+        rec.save_jobs(JobRecord(n, "local", phase="submitted", state=AppState.SUCCEEDED.value, overrides=[f"task.params.lr={i}"])
+                      for i, n in enumerate(names))
+
+
+def timed(argv: list[str], env: dict[str, str]) -> float:
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "nemorun", *argv], env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if proc.returncode:
+        sys.exit(f"bench: nemorun {' '.join(argv)} failed: {proc.stderr.strip()[-1500:]}")
+    return wall
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--jobs", type=int, default=1000)
+    parser.add_argument("--experiments", type=int, default=500)
+    parser.add_argument("--states", default="RUNNING,COMPLETED", help="states the stand-in squeue reports")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        bin_dir = Path(tmp) / "bin"
+        bin_dir.mkdir()
+        for prog in ("squeue", "scontrol", "sacct"):
+            (bin_dir / prog).write_text(FAKE)
+            (bin_dir / prog).chmod(0o755)
+        calls = Path(tmp) / "calls.txt"
+        home = Path(tmp) / "status-home"
+        rec = build_array(home, args.jobs)
+        print(f"{'command':44s} {'median s':>9} {'min s':>7}  queries per run")
+        # "first look": every task changes state (records rewritten; finished tasks' logs copied);
+        # "again": the same states once more (nothing to write but the check time)
+        for state in args.states.split(","):
+            for label, fresh in (("first look", True), ("again", False)):
+                if state == "COMPLETED" and not fresh:
+                    continue  # terminal states are kept: a finished array is not asked again
+                walls, counts = [], ""
+                for _ in range(args.runs):
+                    if fresh:
+                        shutil.rmtree(home)
+                        rec = build_array(home, args.jobs)
+                        os.sync()  # the build's own writes settle first: the figure is the status alone
+                    env = dict(os.environ, NEMORUN_HOME=str(home), PATH=f"{bin_dir}:{os.environ['PATH']}",
+                               BENCH_CALLS=str(calls), BENCH_STATE=state)
+                    calls.write_text("")
+                    walls.append(timed(["exp", "status", rec.id], env))
+                    names = calls.read_text().split()
+                    counts = ", ".join(f"{names.count(p)} {p}" for p in ("squeue", "scontrol", "sacct"))
+                print(f"{f'exp status, {args.jobs} tasks {state}, {label}':44s} {statistics.median(walls):>9.2f} "
+                      f"{min(walls):>7.2f}  {counts}")
+        # the disk's share: the same number of small files written whole (temp file + rename, two
+        # syncs per batch, as the store writes them), with no nemorun around it
+        for label, per_task in (("RUNNING, first look", 1), ("COMPLETED, first look", 2)):
+            walls = []
+            for _ in range(args.runs):
+                floor = Path(tmp) / "floor"
+                shutil.rmtree(floor, ignore_errors=True)
+                dirs = [floor / f"train-{i:04d}" for i in range(args.jobs)]
+                for d in dirs:
+                    d.mkdir(parents=True)
+                    (d / "record.json").write_text("{}\n")
+                os.sync()
+                t0 = time.perf_counter()
+                for name in ("record.json", "output.log")[:per_task]:
+                    atomic_write_many(((d / name, "x" * 600) for d in dirs), floor)
+                walls.append(time.perf_counter() - t0)
+            print(f"{f'  floor: {per_task * args.jobs} file writes ({label})':44s} {statistics.median(walls):>9.2f} {min(walls):>7.2f}")
+        many = Path(tmp) / "list-home"
+        build_many(many, args.experiments)
+        env = dict(os.environ, NEMORUN_HOME=str(many))
+        for label, cold in (("cold (catalog.db rebuilt)", True), ("warm", False)):
+            walls = []
+            for _ in range(args.runs):
+                if cold:
+                    for f in many.glob("catalog.db*"):
+                        f.unlink()
+                walls.append(timed(["exp", "list"], env))
+            print(f"{f'exp list, {args.experiments} experiments, {label}':44s} {statistics.median(walls):>9.2f} {min(walls):>7.2f}")
+        walls = [timed(["exp", "list", "--limit", "1"], env) for _ in range(args.runs)]
+        print(f"{'exp list --limit 1 (start-up + one row)':44s} {statistics.median(walls):>9.2f} {min(walls):>7.2f}")
+
+
+if __name__ == "__main__":
+    main()

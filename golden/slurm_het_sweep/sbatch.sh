@@ -1,0 +1,113 @@
+#!/bin/bash
+# Rendered by nemorun: experiment ddp/20260101-000000-000000-abcd, allocation sizes: a heterogeneous job, one component per task, one step per task (ddp-0, ddp-1).
+# Submit: sbatch --parsable /home/user/.run/experiments/ddp/20260101-000000-000000-abcd/jobs/sizes/sbatch.sh
+
+# parameters
+#SBATCH --chdir=/home/user/.run/experiments/ddp/20260101-000000-000000-abcd/jobs/sizes
+#SBATCH --error=/home/user/.run/experiments/ddp/20260101-000000-000000-abcd/jobs/sizes/stderr.log
+#SBATCH --job-name=ddp-sizes
+#SBATCH --nodes=1
+#SBATCH --ntasks-per-node=1
+#SBATCH --output=/home/user/.run/experiments/ddp/20260101-000000-000000-abcd/jobs/sizes/stdout.log
+#SBATCH hetjob
+#SBATCH --nodes=2
+#SBATCH --ntasks-per-node=1
+
+set -euo pipefail
+
+# each step's exit status lands in its exit file (what `nemorun exp status` reads). A requeued attempt
+# runs every step again, except one cancelled by `nemorun exp cancel ID TASK`: its marker file stays,
+# so it stays cancelled (its exit file too, written here if the cancelled attempt ended before it could)
+step_names=(ddp-0 ddp-1)
+step_files=(/home/user/.run/experiments/ddp/20260101-000000-000000-abcd/jobs/sizes/exit-ddp-0.txt /home/user/.run/experiments/ddp/20260101-000000-000000-abcd/jobs/sizes/exit-ddp-1.txt)
+step_cancelled=(/home/user/.run/experiments/ddp/20260101-000000-000000-abcd/jobs/sizes/cancelled-ddp-0 /home/user/.run/experiments/ddp/20260101-000000-000000-abcd/jobs/sizes/cancelled-ddp-1)
+for i in "${!step_names[@]}"; do
+  if [ ! -f "${step_cancelled[$i]}" ]; then
+    rm -f "${step_files[$i]}"
+  elif [ ! -f "${step_files[$i]}" ]; then
+    echo 143 > "${step_files[$i]}"
+  fi
+done
+step_pids=()
+
+# step ddp-0 (component 0): its own environment and rendezvous, in the background
+if [ -f "${step_cancelled[0]}" ]; then
+  echo "nemorun: step ${step_names[0]} was cancelled (nemorun exp cancel); not running it again" >&2
+  step_pids[0]=
+else
+(
+  exec srun \
+    --error=/home/user/.run/experiments/ddp/20260101-000000-000000-abcd/jobs/sizes/stderr-ddp-0.log \
+    --het-group=0 \
+    --job-name=ddp-0 \
+    --output=/home/user/.run/experiments/ddp/20260101-000000-000000-abcd/jobs/sizes/stdout-ddp-0.log \
+    --kill-on-bad-exit=1 \
+    --nodes=1 \
+    --ntasks=1 \
+    --ntasks-per-node=1 \
+    --wait=60 \
+    torchrun --standalone --nnodes 1 --nproc-per-node 1 /home/user/.run/experiments/ddp/20260101-000000-000000-abcd/jobs/sizes/nemorun_entry.py /home/user/.run/experiments/ddp/20260101-000000-000000-abcd/jobs/sizes/function-ddp-0.yaml
+) &
+step_pids[0]=$!
+fi
+
+# step ddp-1 (component 1): its own environment and rendezvous, in the background
+if [ -f "${step_cancelled[1]}" ]; then
+  echo "nemorun: step ${step_names[1]} was cancelled (nemorun exp cancel); not running it again" >&2
+  step_pids[1]=
+else
+(
+  head_node=$(scontrol show hostnames "$SLURM_JOB_NODELIST_HET_GROUP_1" | sed -n 1p)
+  head_addr=$(scontrol -o show node "$head_node" 2>/dev/null | sed -n 's/.* NodeAddr=\([^ ]*\).*/\1/p') || head_addr=
+  head_node=${head_addr:-$head_node}
+  export head_node
+  exec srun \
+    --error=/home/user/.run/experiments/ddp/20260101-000000-000000-abcd/jobs/sizes/stderr-ddp-1.log \
+    --het-group=1 \
+    --job-name=ddp-1 \
+    --output=/home/user/.run/experiments/ddp/20260101-000000-000000-abcd/jobs/sizes/stdout-ddp-1.log \
+    --kill-on-bad-exit=1 \
+    --nodes=2 \
+    --ntasks=2 \
+    --ntasks-per-node=1 \
+    --wait=60 \
+    bash -c 'torchrun --rdzv-backend c10d --rdzv-endpoint $head_node:29500 --rdzv-id $SLURM_JOB_ID --nnodes 2 --nproc-per-node 1 --node-rank $SLURM_NODEID /home/user/.run/experiments/ddp/20260101-000000-000000-abcd/jobs/sizes/nemorun_entry.py /home/user/.run/experiments/ddp/20260101-000000-000000-abcd/jobs/sizes/function-ddp-1.yaml'
+) &
+step_pids[1]=$!
+fi
+
+# wait for every step; the first one that fails stops the others and its status is the job's (a step
+# cancelled by `nemorun exp cancel ID TASK`, which leaves its marker file first, is not a failure)
+rc=0
+stopping=
+stop_steps() {
+  local pid
+  for pid in "${step_pids[@]}"; do
+    if [ -n "$pid" ]; then kill -TERM "$pid" 2>/dev/null || true; fi
+  done
+}
+running=0
+for pid in "${step_pids[@]}"; do
+  if [ -n "$pid" ]; then running=$((running + 1)); fi
+done
+while [ "$running" -gt 0 ]; do
+  for i in "${!step_pids[@]}"; do
+    pid=${step_pids[$i]}
+    if [ -z "$pid" ] || kill -0 "$pid" 2>/dev/null; then continue; fi
+    step_rc=0
+    wait "$pid" || step_rc=$?
+    echo "$step_rc" > "${step_files[$i]}"
+    step_pids[i]=
+    running=$((running - 1))
+    if [ "$step_rc" -ne 0 ] && [ "$rc" -eq 0 ] && [ ! -f "${step_cancelled[$i]}" ]; then
+      rc=$step_rc
+      if [ "$running" -gt 0 ] && [ -z "$stopping" ]; then
+        echo "nemorun: step ${step_names[$i]} exited with $step_rc; stopping the other steps of job $SLURM_JOB_ID" >&2
+        stopping=1
+        stop_steps
+      fi
+    fi
+  done
+  if [ "$running" -gt 0 ]; then sleep 1; fi
+done
+exit "$rc"

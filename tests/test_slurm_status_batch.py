@@ -1,0 +1,185 @@
+"""``exp status`` of a job array on the real Slurm test cluster (``slurm_cluster`` fixture, 22.05):
+ONE ``squeue`` answers state, reason and exit status of every task, whatever the array's size
+(it was one ``scontrol`` per finished task: 1,000 calls for a 1,000-task sweep), each job record
+is read once, and a poll that sees nothing new rewrites no record.
+
+Slurm's clients are wrapped by scripts on PATH that log their name and exec the real binary, so
+the calls are counted while the answers stay Slurm's own."""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from nemorun import catalog, cli, store, tunnels
+from nemorun.states import AppState, Handle
+from nemorun.store import CHECKED_FILE, JOB_FILE, ExperimentRecord, JobRecord, new_experiment_id
+from nemorun.submitters import slurm
+from tests.fixtures.slurm_cluster import SlurmCluster, wait_for_job_end
+
+pytestmark = pytest.mark.slurm
+
+PROGRAMS = ("squeue", "scontrol", "sacct")
+
+
+@pytest.fixture
+def counted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """PATH wrappers around the real Slurm clients; yields the file each call is logged to."""
+    bin_dir, calls = tmp_path / "bin", tmp_path / "calls.txt"
+    bin_dir.mkdir()
+    for prog in PROGRAMS:
+        real = shutil.which(prog)
+        assert real, f"{prog} not installed"
+        (bin_dir / prog).write_text(f'#!/bin/sh\necho "{prog} $*" >> {calls}\nexec {real} "$@"\n')
+        (bin_dir / prog).chmod(0o755)
+    calls.write_text("")
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    yield calls
+
+
+def _programs(calls: Path) -> list[str]:
+    return [line.split()[0] for line in calls.read_text().splitlines()]
+
+
+def _sbatch(*args: str, output: str = "/dev/null") -> str:
+    r = subprocess.run(["sbatch", "--parsable", "-o", output, *args], capture_output=True, text=True, check=True)
+    return r.stdout.strip().split(";")[0]
+
+
+def _finished_array(tmp_path: Path, tasks: int) -> str:
+    """A real array whose task i prints its index and exits with i % 3, run to its end; its logs
+    in ``tmp_path/remote``."""
+    script = tmp_path / "task.sh"
+    script.write_text("#!/bin/bash\necho task $SLURM_ARRAY_TASK_ID\nexit $((SLURM_ARRAY_TASK_ID % 3))\n")
+    (tmp_path / "remote").mkdir(exist_ok=True)
+    array = _sbatch(f"--array=0-{tasks - 1}", str(script), output=str(tmp_path / "remote" / "stdout-%a.log"))
+    for i in range(tasks):
+        wait_for_job_end(f"{array}_{i}", timeout=120)
+    return array
+
+
+def _handle(job_id: str) -> Handle:
+    return Handle("slurm", job_id, {"tunnel": {"kind": "local"}, "job_dir": "/nonexistent"})
+
+
+def _record(home: Path, array: str, tasks: int, remote: Path) -> ExperimentRecord:
+    """An experiment whose jobs are the array's tasks, recorded as a launch records them."""
+    names = [f"train-{i}" for i in range(tasks)]
+    rec = ExperimentRecord.create(home=home, name="train", experiment_id=new_experiment_id(), target="slurm",
+                                  config_yaml="{}\n", overrides=["task=train"], submit_dir=str(home), job_names=names,
+                                  kind="sweep", multirun=True)
+    rec.save_jobs(JobRecord(n, "slurm", phase="submitted", state=AppState.SUBMITTED.value, overrides=[f"task.params.lr={i}"],
+                            array="train-array", array_index=i, handle={"backend": "slurm", "id": f"{array}_{i}", "data": {
+                                "tunnel": {"kind": "local"}, "job_dir": str(remote), "stdout": str(remote / f"stdout-{i}.log"),
+                                "stderr": str(remote / f"stderr-{i}.log")}})
+                  for i, n in enumerate(names))
+    catalog.refresh(home, rec)  # as a launch leaves it
+    return rec
+
+
+def _exp_status(exp_id: str) -> tuple[int, str]:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        try:
+            rc = cli.main(["exp", "status", exp_id, "--json"])
+        except SystemExit as exc:
+            rc = int(exc.code or 0)
+    return rc or 0, out.getvalue()
+
+
+def test_finished_array_states_and_exit_codes_from_one_squeue(slurm_cluster: SlurmCluster, tmp_path: Path,
+                                                               counted: Path) -> None:
+    array = _finished_array(tmp_path, 6)
+    plain = _sbatch("--wrap", "exit 4")
+    killed = _sbatch("--wrap", "kill -9 $$")
+    for job in (plain, killed):
+        wait_for_job_end(job, timeout=120)
+    calls_before = len(_programs(counted))
+    handles = [_handle(f"{array}_{i}") for i in range(6)] + [_handle(plain), _handle(killed)]
+    found = slurm.status(handles)
+    assert _programs(counted)[calls_before:] == ["squeue"]  # not one scontrol per finished task
+    assert [(found[f"{array}_{i}"].state, found[f"{array}_{i}"].exit_code) for i in range(6)] == [
+        (AppState.SUCCEEDED, 0), (AppState.FAILED, 1), (AppState.FAILED, 2)] * 2
+    assert (found[plain].state, found[plain].exit_code) == (AppState.FAILED, 4)
+    assert (found[killed].state, found[killed].exit_code) == (AppState.FAILED, 128 + 9)  # scontrol says 0:9
+
+
+def test_scontrol_fallback_is_one_call_per_array(slurm_cluster: SlurmCluster, tmp_path: Path, counted: Path) -> None:
+    """What squeue cannot answer goes to scontrol, which (22.05) takes one id but lists every
+    task for the array's id: one call for the whole array and one for the plain job."""
+    array = _finished_array(tmp_path, 4)
+    plain = _sbatch("--wrap", "exit 5")
+    wait_for_job_end(plain, timeout=120)
+    calls_before = len(_programs(counted))
+    found = slurm._scontrol(tunnels.open_tunnel({"kind": "local"}), [f"{array}_{i}" for i in range(4)] + [plain, "99999999"])
+    assert _programs(counted)[calls_before:] == ["scontrol", "scontrol", "scontrol"]  # array, plain job, unknown id
+    assert [found[f"{array}_{i}"].exit_code for i in range(4)] == [0, 1, 2, 0]
+    assert (found[plain].state, found[plain].exit_code) == (AppState.FAILED, 5)
+    assert "99999999" not in found
+
+
+def test_exp_status_reads_each_record_once(slurm_cluster: SlurmCluster, tmp_path: Path, counted: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    tasks = 6
+    array = _finished_array(tmp_path, tasks)
+    home = tmp_path / "home"
+    monkeypatch.setenv("NEMORUN_HOME", str(home))
+    rec = _record(home, array, tasks, tmp_path / "remote")
+    reads: list[str] = []
+    real_read = store._read_json
+
+    def counting(path: Path) -> object:
+        if path.name == JOB_FILE:
+            reads.append(path.parent.name)
+        return real_read(path)
+
+    monkeypatch.setattr(store, "_read_json", counting)
+    calls_before = len(_programs(counted))
+    rc, out = _exp_status(rec.id)
+    assert rc == 0, out
+    jobs = json.loads(out)["jobs"]
+    assert [(jobs[f"train-{i}"]["state"], jobs[f"train-{i}"]["exit_code"]) for i in range(tasks)] == [
+        ("SUCCEEDED", 0), ("FAILED", 1), ("FAILED", 2)] * 2
+    assert _programs(counted)[calls_before:] == ["squeue"]
+    # read once to find the handles, and once more just before a changed record is written
+    # (a concurrent `exp cancel` is not overwritten); it was 5 reads each
+    assert sorted(set(reads)) == [f"train-{i}" for i in range(tasks)]
+    assert all(reads.count(f"train-{i}") == 2 for i in range(tasks)), reads
+    assert ExperimentRecord(rec.path).job("train-1").exit_code == 1
+    # the finished tasks' logs were copied into their folders (one batch write)
+    assert [(rec.job_dir(f"train-{i}") / "output.log").read_text() for i in range(tasks)] == [f"task {i}\n" for i in range(tasks)]
+
+
+def test_poll_without_news_rewrites_no_record(slurm_cluster: SlurmCluster, tmp_path: Path, counted: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """A held (PENDING) array polled twice: the second poll writes no job record, only the time
+    of the check, which ``exp list`` shows as "as of"."""
+    array = _sbatch("--hold", "--array=0-2", "--wrap", "true")
+    try:
+        home = tmp_path / "home"
+        monkeypatch.setenv("NEMORUN_HOME", str(home))
+        rec = _record(home, array, 3, tmp_path / "remote")
+        assert _exp_status(rec.id)[0] == 0
+        files = [rec.job_dir(f"train-{i}") / JOB_FILE for i in range(3)]
+        assert {ExperimentRecord(rec.path).job(f"train-{i}").state for i in range(3)} == {"PENDING"}
+        first = [f.stat().st_mtime_ns for f in files]
+        checked = (rec.path / CHECKED_FILE).read_text()
+        time.sleep(0.05)
+        rc, out = _exp_status(rec.id)
+        assert rc == 0 and {j["state"] for j in json.loads(out)["jobs"].values()} == {"PENDING"}
+        assert [f.stat().st_mtime_ns for f in files] == first
+        assert float((rec.path / CHECKED_FILE).read_text()) > float(checked)
+        listed = io.StringIO()
+        with contextlib.redirect_stdout(listed), contextlib.suppress(SystemExit):
+            cli.main(["exp", "list"])
+        assert "PENDING:3 (as of " in listed.getvalue()
+    finally:
+        subprocess.run(["scancel", array], capture_output=True)
