@@ -30,7 +30,8 @@ def _enabled() -> bool:
     return os.environ.get("NEMORUN_COMPOSE_CACHE", "1") not in ("0", "false", "no")
 
 
-def _tree_stamp(root: Path, digest: Any) -> None:
+def tree_stamp(root: Path, digest: Any) -> None:
+    """Feed ``digest`` the size and mtime of every config file under ``root``: an edit is a new key."""
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames.sort()
         for name in sorted(filenames):
@@ -66,7 +67,7 @@ def cache_key(overrides: Sequence[str]) -> Optional[str]:
     for root in roots:
         digest.update(f"root {root}\n".encode(errors="surrogateescape"))  # a folder name need not be UTF-8
         if root.is_dir():
-            _tree_stamp(root, digest)
+            tree_stamp(root, digest)
     return digest.hexdigest()
 
 
@@ -74,32 +75,43 @@ def _path(key: str) -> Path:
     return nemorun_home() / "cache" / "compose" / f"{key}.pkl"
 
 
-def load(key: Optional[str]) -> Optional[Any]:
-    if key is None:
-        return None
+def read_entry(path: Path) -> Optional[bytes]:
+    """What :func:`write_entry` stored at ``path``, or None when it is absent, unreadable or damaged.
+
+    The first 32 bytes are the sha256 of the rest: a truncated or damaged entry is a miss, never an
+    answer (a damaged pickle raises UnicodeDecodeError, TypeError, ValueError, ... or loads as garbage;
+    a truncated ``--help`` would print as the help)."""
     try:
-        data = _path(key).read_bytes()
+        data = path.read_bytes()
     except OSError:
-        return None  # absent or unreadable: compose again
-    # the first 32 bytes are the sha256 of the pickle: a damaged entry is a miss, never unpickled
-    # (damaged pickles raise UnicodeDecodeError, TypeError, ValueError, ... or load as garbage)
+        return None
     if len(data) < 32 or hashlib.sha256(data[32:]).digest() != data[:32]:
         return None
+    return data[32:]
+
+
+def write_entry(path: Path, data: bytes) -> None:
+    """Store ``data`` at ``path`` atomically (two launches, or a TAB pressed twice, may race) and keep
+    the newest :data:`MAX_ENTRIES` of its folder; a cache that cannot be written only costs time."""
     try:
-        return pickle.loads(data[32:])
+        atomic_write(path, hashlib.sha256(data).digest() + data)
+        entries = sorted((p for p in path.parent.iterdir() if not p.name.startswith(".")), key=lambda p: p.stat().st_mtime)
+        for old in entries[: max(0, len(entries) - MAX_ENTRIES)]:
+            old.unlink(missing_ok=True)
+    except OSError:
+        pass
+
+
+def load(key: Optional[str]) -> Optional[Any]:
+    data = None if key is None else read_entry(_path(key))
+    if data is None:
+        return None  # absent, unreadable or damaged: compose again
+    try:
+        return pickle.loads(data)
     except (pickle.UnpicklingError, EOFError, AttributeError, ImportError):
         return None  # written by another nemorun or Hydra version than the one now installed
 
 
 def save(key: Optional[str], cfg: Any) -> None:
-    if key is None:
-        return
-    path = _path(key)
-    try:
-        data = pickle.dumps(cfg, protocol=pickle.HIGHEST_PROTOCOL)
-        atomic_write(path, hashlib.sha256(data).digest() + data)
-        entries = sorted(path.parent.glob("*.pkl"), key=lambda p: p.stat().st_mtime)
-        for old in entries[: max(0, len(entries) - MAX_ENTRIES)]:
-            old.unlink(missing_ok=True)
-    except OSError:
-        pass  # a cache that cannot be written only costs time
+    if key is not None:
+        write_entry(_path(key), pickle.dumps(cfg, protocol=pickle.HIGHEST_PROTOCOL))

@@ -342,6 +342,12 @@ def _wait_upstream(record: ExperimentRecord, p: PlannedJob) -> Optional[str]:
     return None
 
 
+def _not_submitted(exc: NemorunError) -> type[NemorunError]:
+    """The error kind that reports ``exc`` stopping a submission: a config error found only at
+    submission (e.g. an option the cluster's Slurm lacks) stays a config error (exit 2)."""
+    return ConfigError if isinstance(exc, ConfigError) else SubmitError
+
+
 def _native_dependencies(record: ExperimentRecord, p: PlannedJob) -> tuple[str, ...]:
     handles = []
     for dep in p.depends_on:
@@ -442,9 +448,7 @@ def _submit_jobs(record: ExperimentRecord, jobs: Sequence[PlannedJob], out: Text
                 left = len(jobs) - index - 1
                 rest = (f"; {submitted} submitted, {left} not yet: `nemorun exp rerun {record.id} --resume` submits the rest"
                         if len(jobs) > 1 else "")
-                # a config error found at submission (e.g. an option the cluster's Slurm lacks) stays one (exit 2)
-                kind = ConfigError if isinstance(exc, ConfigError) else SubmitError
-                raise kind(f"job {p.name} was not submitted: {one_line(str(exc))} (record: {record.path}{rest})") from exc
+                raise _not_submitted(exc)(f"job {p.name} was not submitted: {one_line(str(exc))} (record: {record.path}{rest})") from exc
             submitted += 1
             advance()
             if not quiet:
@@ -479,8 +483,7 @@ def _submit_array(record: ExperimentRecord, array: PlannedJob, out: TextIO) -> N
                 except NemorunError as exc:
                     # `exp status` lists the tasks: each says why it did not run (one batch)
                     record.save_jobs(_failed_record(record.job(task), exc) for task in rec.array_of)
-                    kind = ConfigError if isinstance(exc, ConfigError) else SubmitError
-                    raise kind(f"array {array.name} was not submitted: {one_line(str(exc))} (record: {record.path})") from exc
+                    raise _not_submitted(exc)(f"array {array.name} was not submitted: {one_line(str(exc))} (record: {record.path})") from exc
             rec = record.job(array.name)
         handle = rec.handle_obj()
         assert handle is not None

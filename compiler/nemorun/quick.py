@@ -29,7 +29,6 @@ import json
 import os
 import re
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
@@ -70,7 +69,7 @@ def _key(kind: str, parts: Sequence[str], config_dir: Optional[str] = None) -> O
         root = Path(config_dir)
         digest.update(f"config-dir {root}\n".encode(errors="surrogateescape"))
         if root.is_dir():
-            compose_cache._tree_stamp(root, digest)
+            compose_cache.tree_stamp(root, digest)
     return digest.hexdigest()
 
 
@@ -79,31 +78,13 @@ def _entry(key: str, suffix: str) -> Path:
 
 
 def _read(key: str, suffix: str) -> Optional[str]:
-    try:
-        raw = _entry(key, suffix).read_text(encoding="utf-8", errors="surrogateescape")
-    except OSError:
-        return None
-    # first line: the sha256 of the rest, so a truncated or damaged entry is a miss, never an answer
-    stamp, _, text = raw.partition("\n")
-    return text if stamp == hashlib.sha256(text.encode(errors="surrogateescape")).hexdigest() else None
+    data = compose_cache.read_entry(_entry(key, suffix))
+    # surrogateescape: an option file name need not be UTF-8, and the answer holds it as it is
+    return None if data is None else data.decode("utf-8", errors="surrogateescape")
 
 
 def _write(key: str, suffix: str, text: str) -> None:
-    """Atomic (a TAB pressed twice may race), pruned to the newest ``MAX_ENTRIES``; a cache that
-    cannot be written only costs time."""
-    path = _entry(key, suffix)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-        # surrogateescape: an option file name need not be UTF-8, and the answer holds it as it is
-        with os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape") as f:
-            f.write(hashlib.sha256(text.encode(errors="surrogateescape")).hexdigest() + "\n" + text)
-        os.replace(tmp, path)
-        entries = sorted(path.parent.iterdir(), key=lambda p: p.stat().st_mtime)
-        for old in entries[: max(0, len(entries) - MAX_ENTRIES)]:
-            old.unlink(missing_ok=True)
-    except OSError:
-        pass
+    compose_cache.write_entry(_entry(key, suffix), text.encode("utf-8", errors="surrogateescape"))
 
 
 # -- whole outputs: --help, -sc install=bash -------------------------------------------------------
