@@ -19,7 +19,7 @@ import re
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 from nemorun import slurm_flags, tunnels
 from nemorun.errors import ConfigError, SubmitError, one_line
@@ -123,14 +123,14 @@ def unknown_on_cluster(found: ClusterOptions, script: str) -> Optional[tuple[str
     return None
 
 
-def check_cluster(tunnel: tunnels.Tunnel, job: Job, rendered: Rendered) -> None:
+def check_cluster(tunnel: tunnels.Tunnel, job: Job, render: Callable[[Job], Rendered]) -> None:
     """Refuse (one line, exit 2) a script using an option the cluster's Slurm does not have, when
     the cluster runs another release than ``executor.slurm_version``; nothing to ask otherwise."""
     version = str(getattr(job.executor, "slurm_version", slurm_flags.CURRENT))
     found = cluster_options(tunnel)
     if slurm_flags.release_key(found.version) == slurm_flags.release_key(version):
         return
-    missing = unknown_on_cluster(found, rendered.artifacts[SBATCH_SCRIPT])
+    missing = unknown_on_cluster(found, render(job).artifacts[SBATCH_SCRIPT])  # rendered only when asked
     if missing:
         program, name = missing
         raise ConfigError(

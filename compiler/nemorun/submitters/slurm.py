@@ -49,7 +49,7 @@ def resolve(job: Job) -> Job:
     """Nothing to look up, but the cluster is asked here, before the job is recorded as attempted,
     whether its Slurm release has every option of the script (:mod:`nemorun.slurm_probe`): a refusal
     is then a config error with nothing left in doubt."""
-    slurm_probe.check_cluster(tunnels.open_tunnel(job.executor.tunnel), job, render(job))
+    slurm_probe.check_cluster(tunnels.open_tunnel(job.executor.tunnel), job, render)
     return job
 
 
