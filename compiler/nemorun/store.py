@@ -37,7 +37,7 @@ import tempfile
 import time
 import dataclasses
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any, Callable, Iterable, Mapping, Optional
 
 from nemorun.errors import ConfigError, DamagedRecordError, StoreError
@@ -110,7 +110,7 @@ def _sync_filesystem(path: Path) -> None:
 _syncfs: Any = None
 
 
-def artifact_mode(path: Path) -> int:
+def artifact_mode(path: PurePath) -> int:
     """Scripts are executable, every other artifact is not."""
     return 0o755 if path.name.endswith(".sh") else 0o644
 
@@ -271,7 +271,7 @@ def _apply_status(rec: JobRecord, status: JobStatus) -> bool:
     if (rec.state, rec.exit_code, rec.detail) == (status.state.value, exit_code, status.detail):
         return False  # seen as it was: a poll of 1,000 running tasks rewrites nothing
     rec.state = status.state.value
-    rec.exit_code = status.exit_code if status.exit_code is not None else rec.exit_code
+    rec.exit_code = exit_code
     rec.detail = status.detail
     return True
 

@@ -12,12 +12,14 @@ import posixpath
 import re
 import time
 import uuid
+from pathlib import PurePosixPath
 from typing import Callable, Iterator, Mapping, Optional, Sequence
 
 from nemorun import slurm_probe, tunnels
 from nemorun.errors import SubmitError, one_line
 from nemorun.ir import Job, Rendered
 from nemorun.states import AppState, Handle, JobStatus
+from nemorun.store import artifact_mode
 from nemorun.submitters.base import SubmitterFeatures
 from nemorun.targets.slurm import (
     ARRAY_STDERR, ARRAY_STDOUT, CODE_DIR, SBATCH_SCRIPT, STDERR, STDOUT, STEP_CANCELLED, STEP_EXIT, STEP_STDERR, STEP_STDOUT,
@@ -58,7 +60,7 @@ def submit(rendered: Rendered, job: Job) -> Handle:
     remote = remote_job_dir(job)
     tunnels.check(tunnel.run(["mkdir", "-p", remote]), f"creating {remote}", tunnel.label)
     for name, text in rendered.artifacts.items():
-        tunnel.write(posixpath.join(remote, name), text.encode(), 0o755 if name.endswith(".sh") else 0o644)
+        tunnel.write(posixpath.join(remote, name), text.encode(), artifact_mode(PurePosixPath(name)))
     code = ship_code(tunnel, job) if job.package.archive else None
     r = tunnel.run(["sbatch", "--parsable", posixpath.join(remote, SBATCH_SCRIPT)])
     if r.rc != 0:
