@@ -449,12 +449,14 @@ def _plan_sweep(
             array = PlannedJob(array_ir, render_job(array_ir))
     jobs: list[PlannedJob] = []
     # a script per job is what takes long (an array has one, rendered above): a bar on a terminal
-    advance, close = progress.bar("rendering", len(lowered), min_total=PROGRESS_MIN_JOBS if array is None else len(lowered) + 1)
+    # (a packed sweep, too, sends one script: allocations.pack_sweep renders it from the jobs)
+    one_script = array is not None or packed is not None
+    advance, close = progress.bar("rendering", len(lowered), min_total=len(lowered) + 1 if one_script else PROGRESS_MIN_JOBS)
     try:
         for job, job_overrides in zip(lowered, batch):
-            if array is None:
+            if not one_script:
                 label(f"job {job.name}", job.name)
-            jobs.append(PlannedJob(job, None if array is not None else render_job(job), tuple(job_overrides),
+            jobs.append(PlannedJob(job, None if one_script else render_job(job), tuple(job_overrides),
                                    *lower.parallel_lane(lowered, len(jobs), None if array else max_parallel)))
             advance()
     finally:
