@@ -8,7 +8,10 @@ the batched task records of a job array), then times the real CLI in a fresh pro
   RUNNING or COMPLETED), which count their calls: the figure is nemorun's own cost plus one
   process start per query, and the call counts show how many queries a status makes (goal: one
   squeue, <= 1 s). "first look": every task changes state (1,000 records rewritten; for COMPLETED
-  also 1,000 logs copied into the record); "again": the same states once more (nothing rewritten).
+  also 1,000 logs kept in the record: hard links, the cluster's files being on this machine);
+  "again": the same states once more (nothing rewritten).
+- ``exp status`` of a NON-array sweep: 1,000 local jobs (one record each) whose wrappers all
+  wrote their exit code; the first look records them (the local backend reads job folders).
 - ``exp list``: 500 three-job sweeps, with the catalog cold (no ``catalog.db``: rebuilt from the
   folders) and warm (goal <= 0.5 s).
 
@@ -58,12 +61,28 @@ def build_array(home: Path, jobs: int) -> ExperimentRecord:
                       handle={"backend": "slurm", "id": "1000", "data": {**data, "stdout": job_dir + "/stdout-%a.log"}})
     rec.save_job(array)
     Path(job_dir).mkdir(parents=True, exist_ok=True)
-    for i in range(jobs):  # what each task wrote: a finished task's logs are copied into its record folder
+    for i in range(jobs):  # what each task wrote: a finished task's logs are kept in its record folder
         Path(f"{job_dir}/stdout-{i}.log").write_text(f"task {i}: loss 0.{i}\n")
     rec.save_jobs(JobRecord(n, "slurm", phase="submitted", state=AppState.SUBMITTED.value, array="train-array", array_index=i,
                             overrides=[f"task.params.lr={i}"],
                             handle={"backend": "slurm", "id": f"1000_{i}", "data": {
                                 **data, "stdout": f"{job_dir}/stdout-{i}.log", "stderr": f"{job_dir}/stderr-{i}.log"}})
+                  for i, n in enumerate(names))
+    return rec
+
+
+def build_local(home: Path, jobs: int) -> ExperimentRecord:
+    """A NON-array sweep of ``jobs`` local jobs (one record and one folder each, as a local sweep
+    launches them), every one finished: its wrapper wrote ``exit_code`` into the job folder."""
+    names = [f"train-{i:04d}" for i in range(jobs)]
+    rec = ExperimentRecord.create(home=home, name="train", experiment_id=new_experiment_id(), target="local",
+                                  config_yaml="{}\n", overrides=["task=train", f"task.params.lr=range(0,{jobs})"],
+                                  submit_dir=str(home), job_names=names, kind="sweep", multirun=True)
+    atomic_write_many(((rec.job_dir(n) / name, text) for n in names
+                       for name, text in (("exit_code", "0\n"), ("stdout.log", f"{n}\n"), ("stderr.log", ""))), rec.path)
+    rec.save_jobs(JobRecord(n, "local", phase="submitted", state=AppState.RUNNING.value, overrides=[f"task.params.lr={i}"],
+                            handle={"backend": "local", "id": str(4_000_000 + i), "data": {
+                                "pid": 4_000_000 + i, "start_time": "1", "job_dir": str(rec.job_dir(n))}})
                   for i, n in enumerate(names))
     return rec
 
@@ -104,7 +123,7 @@ def main() -> None:
         home = Path(tmp) / "status-home"
         rec = build_array(home, args.jobs)
         print(f"{'command':44s} {'median s':>9} {'min s':>7}  queries per run")
-        # "first look": every task changes state (records rewritten; finished tasks' logs copied);
+        # "first look": every task changes state (records rewritten; finished tasks' logs kept);
         # "again": the same states once more (nothing to write but the check time)
         for state in args.states.split(","):
             for label, fresh in (("first look", True), ("again", False)):
@@ -124,9 +143,19 @@ def main() -> None:
                     counts = ", ".join(f"{names.count(p)} {p}" for p in ("squeue", "scontrol", "sacct"))
                 print(f"{f'exp status, {args.jobs} tasks {state}, {label}':44s} {statistics.median(walls):>9.2f} "
                       f"{min(walls):>7.2f}  {counts}")
+        # a NON-array sweep of local jobs, all finished: the first look records 1,000 exits
+        walls = []
+        for _ in range(args.runs):
+            local_home = Path(tmp) / "local-home"
+            shutil.rmtree(local_home, ignore_errors=True)
+            local = build_local(local_home, args.jobs)
+            os.sync()
+            walls.append(timed(["exp", "status", local.id], dict(os.environ, NEMORUN_HOME=str(local_home))))
+        print(f"{f'exp status, {args.jobs} local jobs (no array), first look':44s} {statistics.median(walls):>9.2f} {min(walls):>7.2f}")
         # the disk's share: the same number of small files written whole (temp file + rename, two
-        # syncs per batch, as the store writes them), with no nemorun around it
-        for label, per_task in (("RUNNING, first look", 1), ("COMPLETED, first look", 2)):
+        # syncs per batch, as the store writes them), and for COMPLETED one hard link per task's
+        # log, with no nemorun around it
+        for label, links in (("RUNNING, first look", False), ("COMPLETED, first look", True)):
             walls = []
             for _ in range(args.runs):
                 floor = Path(tmp) / "floor"
@@ -135,12 +164,16 @@ def main() -> None:
                 for d in dirs:
                     d.mkdir(parents=True)
                     (d / "record.json").write_text("{}\n")
+                    (d / "task.log").write_text("x\n")
                 os.sync()
                 t0 = time.perf_counter()
-                for name in ("record.json", "output.log")[:per_task]:
-                    atomic_write_many(((d / name, "x" * 600) for d in dirs), floor)
+                if links:
+                    for d in dirs:
+                        os.link(d / "task.log", d / "stdout.log")
+                atomic_write_many(((d / "record.json", "x" * 600) for d in dirs), floor)
                 walls.append(time.perf_counter() - t0)
-            print(f"{f'  floor: {per_task * args.jobs} file writes ({label})':44s} {statistics.median(walls):>9.2f} {min(walls):>7.2f}")
+            what = f"{args.jobs} file writes" + (f" + {args.jobs} links" if links else "")
+            print(f"{f'  floor: {what} ({label})':44s} {statistics.median(walls):>9.2f} {min(walls):>7.2f}")
         many = Path(tmp) / "list-home"
         build_many(many, args.experiments)
         env = dict(os.environ, NEMORUN_HOME=str(many))

@@ -11,6 +11,11 @@ evenly, in a private NEMORUN_HOME:
   the whole CLI before it reaches the fast path) and ``nemorun.quick:main`` (the fast path first,
   the CLI only on a miss), started the way a console script starts it.
 
+Like bench/startup.py, every process shares a private byte-code cache (``PYTHONPYCACHEPREFIX``,
+``PYTHONDONTWRITEBYTECODE`` dropped): the untimed first runs write the ``.pyc`` files an installed
+package has, so a checkout in an environment that sets ``PYTHONDONTWRITEBYTECODE`` is not timed
+recompiling its own modules on every key press.
+
     python bench/help_tab.py [--runs 11]
 """
 from __future__ import annotations
@@ -59,8 +64,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=11)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as home:
-        base = {**os.environ, "NEMORUN_HOME": home}
+        base = {**os.environ, "NEMORUN_HOME": home, "PYTHONPYCACHEPREFIX": os.path.join(home, "pycache")}
         base.pop("NEMORUN_COMPOSE_CACHE", None)
+        base.pop("PYTHONDONTWRITEBYTECODE", None)
         cases: dict[tuple[str, str, str], tuple[list[str], dict[str, str]]] = {}
         for label, (argv, line) in QUERIES.items():
             env = {**base, **({"COMP_LINE": line} if line is not None else {})}

@@ -22,23 +22,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from sweep import measure_command  # noqa: E402  (bench/sweep.py: one child process per measurement)
-
-FLOOR = r'''
-import os, sys
-from jinja2 import Template
-from nemorun.compose import compose_files, hydra_context  # Hydra's compose API on nemorun's config tree
-
-n, out = int(sys.argv[1]), sys.argv[2]
-with hydra_context():
-    cfg = compose_files(["executor=slurm", "task=train"])
-template = Template("#!/bin/bash\n#SBATCH --job-name={{ name }}\nsrun python -m train --lr={{ lr }}\n")
-os.makedirs(out, exist_ok=True)
-name = cfg.task.name
-for i in range(n):
-    with open(os.path.join(out, f"{i}.sh"), "w") as f:
-        f.write(template.render(name=f"{name}-{i}", lr=i))
-'''
+from sweep import FLOOR, measure_command  # noqa: E402  (bench/sweep.py: the floor script, one child process per measurement)
 
 
 def main() -> None:

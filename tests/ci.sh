@@ -33,4 +33,6 @@ pipq -e '.[all,test]'
 # Real services must run in CI: a fixture that cannot start them fails instead of skipping.
 export NEMORUN_REQUIRE_SLURM=1
 log "pytest"
-python -m pytest -q -p no:cacheprovider --durations=20 "$@"
+# 4 workers on 2 cores: most tests wait on subprocesses and daemons; each real service runs on ONE
+# worker (tests/conftest.py puts its tests in one xdist group; -n implies --dist loadgroup there)
+python -m pytest -q -p no:cacheprovider -n 4 --durations=20 "$@"

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import settings
@@ -19,6 +20,57 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=False,
         help="rewrite golden/<case>/<artifact> from the current renderer (review the git diff!)",
     )
+
+
+# Real services and what marks a test as using one: the fixture (also reached through another
+# fixture) or the marker (the way a test that asks for the fixture at run time, with
+# request.getfixturevalue, says so).
+SERVICES: dict[str, tuple[str, str]] = {"slurm": ("slurm_cluster", "slurm"), "docker": ("docker_engine", "docker"),
+                                        "skypilot": ("sky_server", "skypilot")}  # fmt: skip
+
+
+def services_of(item: pytest.Item) -> list[str]:
+    names = set(getattr(item, "fixturenames", ()))
+    return sorted(s for s, (fixture, mark) in SERVICES.items() if fixture in names or item.get_closest_marker(mark))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config) -> None:
+    """``-n N`` alone means ``--dist loadgroup`` here: xdist's default (``load``) would hand tests of one
+    service to several workers, and each worker would start its own Slurm cluster / Docker engine /
+    SkyPilot server (and two clusters' torchrun jobs would race for the same rendezvous port)."""
+    if getattr(config.option, "numprocesses", None) and getattr(config.option, "dist", "no") in ("no", "load"):
+        config.option.dist = "loadgroup"
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput and workerinput.get("nemorun_loadgroup"):
+        config.option.loadgroup = True  # a worker does not see the controller's -n, only this
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    node.workerinput["nemorun_loadgroup"] = node.config.getoption("dist") == "loadgroup"
+
+
+def _shares_module_setup(item: pytest.Item) -> bool:
+    defs = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
+    return any(d and d[-1].scope in ("module", "class", "package") for d in defs.values())
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """One xdist group per service, so that under ``-n`` ONE worker starts it and runs all its tests
+    one after another, as a serial run does (they share nodes, ports and a job namespace). A module
+    whose tests share a module-scoped fixture (a built wheel, a git project, composed configs) is one
+    group too: spread over the workers, each would build it again."""
+    for item in items:
+        used = services_of(item)
+        if len(used) > 1:
+            raise pytest.UsageError(f"{item.nodeid} uses {' and '.join(used)}: one test, one service "
+                                    "(or merge their xdist groups in tests/conftest.py)")
+        if used:
+            item.add_marker(pytest.mark.xdist_group(used[0]))
+        elif _shares_module_setup(item):
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::", 1)[0]))
 
 
 @pytest.fixture

@@ -3,7 +3,9 @@ private socket, busybox image imported locally), through the real CLI. Container
 ``network_mode=none``; busybox has ``sh``, not bash, hence ``executor.shell=sh``."""
 from __future__ import annotations
 
+import json
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -227,3 +229,75 @@ def test_wait_keeps_stdout_and_stderr_apart(env: dict[str, str], nemorun_home: P
     assert proc.returncode == 5, proc.stderr
     assert "to-out" in proc.stdout and "to-err" not in proc.stdout
     assert "to-err" in proc.stderr and "to-out" not in proc.stderr
+
+
+def _aged(path: Path, days: float) -> Path:
+    when = time.time() - days * 24 * 3600
+    os.utime(path, (when, when))
+    return path
+
+
+def test_code_cache_prunes_old_trees_no_live_container_mounts(env: dict[str, str], nemorun_home: Path, tmp_path: Path,
+                                                              docker_engine: Any, client: Any) -> None:  # fmt: skip
+    """The pruning rule on the real engine: a tree a running container mounts stays however old;
+    an old unused tree, an old half-unpacked folder go; a recently used tree stays. Once that
+    container has ended its tree goes too, and the recorded archive unpacks it again on demand."""
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "job.sh").write_text("echo started; sleep 300\n")
+    proc = run_cli(base(docker_engine, "task.inline=null", "task.script=job.sh", "packager=pattern", "packager.include_pattern=[job.sh]",
+                        "executor.cancel_grace_seconds=1"), env=env, cwd=str(project))  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    rec = only_experiment(nemorun_home)
+    wait_state(rec, "hello", lambda s: s.state is AppState.RUNNING)
+    root = submitter.code_cache_root()
+    [mounted] = [p for p in root.iterdir() if not p.name.startswith(".")]
+    assert (rec.job_dir("hello") / "code").resolve() == mounted
+    _aged(mounted, 30)
+    old, recent, half = root / ("b" * 64), root / ("c" * 64), root / f".{'d' * 64}-x1y2"
+    for folder in (old, recent, half):
+        folder.mkdir()
+        (folder / "f.txt").write_text("x")
+    _aged(old, 30), _aged(recent, 1), _aged(half, 30)
+
+    assert sorted(submitter.prune_code_cache(client)) == sorted([f".trash-{old.name}-{os.getpid()}", f".trash-{half.name}-{os.getpid()}"])
+    assert mounted.is_dir() and recent.is_dir() and not old.exists() and not half.exists()
+    assert not [p for p in root.iterdir() if p.name.startswith(".trash-")]
+
+    assert run_cli(["exp", "cancel", rec.id], env=env).returncode == 0
+    assert submitter.prune_code_cache(client) == [f".trash-{mounted.name}-{os.getpid()}"]
+    assert not mounted.exists() and recent.is_dir()
+    code = json.loads((rec.path / "code.json").read_text())
+    again = submitter._unpacked(str(rec.path / code["archive"]), code["sha256"])  # what a rerun/resume does
+    assert again == mounted and (again / "job.sh").read_text() == "echo started; sleep 300\n"
+
+
+def test_code_cache_prune_waits_for_a_launch_holding_the_lock(nemorun_home: Path, client: Any) -> None:
+    """Another process holding the cache lock (a launch unpacking and linking its tree): pruning
+    does not touch the cache meanwhile; a launch's own prune gives up at once and never fails it."""
+    from filelock import Timeout
+
+    root = submitter.code_cache_root()
+    old = root / ("e" * 64)
+    old.mkdir(parents=True)
+    _aged(old, 30)
+    holder = subprocess.Popen([sys.executable, "-c", "import sys; from filelock import FileLock\n"
+                               f"with FileLock({str(submitter._lock_file())!r}):\n print('locked', flush=True); sys.stdin.read()"],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
+        with pytest.raises(Timeout):
+            submitter.prune_code_cache(client, lock_timeout=0)
+        submitter._prune_quietly(client)
+        assert old.is_dir()
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.close()
+        holder.wait(timeout=30)
+    submitter._prune_quietly(client)
+    assert not old.exists() and submitter._pruned_file().exists()
+    _aged(submitter._pruned_file(), 0)
+    old.mkdir()
+    _aged(old, 30)
+    submitter._prune_quietly(client)  # pruned less than a day ago: not again
+    assert old.is_dir()

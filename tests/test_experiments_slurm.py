@@ -35,7 +35,7 @@ def test_sweep_status_logs_cancel(slurm_cluster: SlurmCluster, cli_env: dict[str
     states = exp.wait(poll=0.5)
     assert {s.state.value for s in states.values()} == {"SUCCEEDED"}
     for job, text in (("hello-0", "sweep-one"), ("hello-1", "sweep-two")):
-        assert (exp.record.job_dir(job) / "output.log").read_text().strip() == text  # synced into the record
+        assert (exp.record.job_dir(job) / "stdout.log").read_text().strip() == text  # copied over SSH into the record
         logs = run_cli(["exp", "logs", exp.id, job], env=cli_env)
         assert logs.returncode == 0 and text in logs.stdout
     status = json.loads(run_cli(["exp", "status", exp.id, "--json"], env=cli_env).stdout)

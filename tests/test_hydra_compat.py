@@ -73,6 +73,7 @@ def test_wrap_override_merge_sees_every_override_before_hydra_merges_it(loader) 
         seen.append(ov.input_line)
         return hydra_compat.with_value(ov, 9) if ov.key_or_group == "task.params.steps" else ov
 
+    compose.compose_files(["task=train"])  # the first compose installs nemorun's own hook: do it before ours
     try:
         hydra_compat.wrap_override_merge(adjust)
         cfg = compose.compose_files(["task=train", "task.params.steps=7", "task.params.lr=0.5"])

@@ -194,3 +194,40 @@ def test_env_values_with_line_breaks_stay_valid_yaml(value: str) -> None:
     manifest = yaml.safe_load(rendered.artifacts["trainjob.yaml"])
     env = {e["name"]: e["value"] for e in manifest["spec"]["trainer"]["env"]}
     assert env["HOSTILE"] == value
+
+
+def test_executable_files_keep_their_exec_bit_on_the_configmap_volume(tmp_path: Path) -> None:
+    """A ConfigMap volume writes files 0644 unless an item names a mode: the shipped script and the
+    tool it runs as ``./tools/helper.sh`` get 0755 (they start with ``#!``), other files keep the
+    default. The kubelet's part is done here as it does it (item mode, else defaultMode, else
+    0644), then the TrainJob's command really runs from the mount."""
+    import os
+    import stat
+    import subprocess
+
+    project, mount = tmp_path / "project", tmp_path / "pod" / "code"
+    (project / "tools").mkdir(parents=True)
+    (project / "run.sh").write_text('#!/bin/bash\nset -e\n./tools/helper.sh "$@"\n')
+    (project / "tools" / "helper.sh").write_text('#!/bin/sh\necho "helper ran with $1"\n')
+    (project / "notes.txt").write_text("not a program\n")
+    trainjob, configmap = _render([*BASE, "task=hello", "task.inline=null", "task.script=run.sh", "task.args=[x]", "packager=configmap",
+                                   f"packager.base_path={project}", "packager.include_pattern=['*.sh', '*.txt']", f"executor.code_dir={mount}"])  # fmt: skip
+    assert trainjob_errors(trainjob, "v2.2+") == [] and configmap_errors(configmap) == []
+    (volume,) = [v for v in _pod_spec(trainjob)["volumes"] if "configMap" in v]
+    modes = {i["path"]: i.get("mode") for i in volume["configMap"]["items"]}
+    assert modes == {"notes.txt": None, "run.sh": 0o755, "tools/helper.sh": 0o755}
+    files = cmp.files_of(configmap)
+    for item in volume["configMap"]["items"]:
+        path = mount / item["path"]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(files[cmp.decode_key(item["key"])])
+        os.chmod(path, item.get("mode", volume["configMap"].get("defaultMode", 0o644)))
+    assert stat.S_IMODE((mount / "notes.txt").stat().st_mode) == 0o644
+    command = trainjob["spec"]["trainer"]["command"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert done.returncode == 0 and done.stdout == "helper ran with x\n", done.stderr
+
+
+def test_only_what_execve_runs_is_marked_executable() -> None:
+    assert cmp.is_executable(b"#!/usr/bin/env python3\n") and cmp.is_executable(b"\x7fELF\x02\x01")
+    assert not any(cmp.is_executable(c) for c in (b"", b"# comment\n", b"print('hi')\n", b" #!/bin/sh\n"))

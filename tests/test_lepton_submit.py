@@ -6,11 +6,20 @@ answers the endpoints the leptonai 0.47.1 SDK calls (``/dedicated-node-groups``,
 pydantic models, requires the bearer token, and ENFORCES the job contract: every ``POST /jobs``
 body is checked with ``tests.contracts.lepton_job_errors`` (the strict LeptonJob schema plus the
 SDK's client-side rules) and refused with 400 and the service's error shape when it fails.
+It also enforces the platform's size limits, as Lepton (Kubernetes under it) would meet them:
+a body over :data:`MAX_OBJECT_BYTES` (etcd's default ``--max-request-bytes``, 1.5 MiB: every
+Kubernetes object is stored through one etcd request) is refused with 413; a job whose container
+command argument or ``NAME=value`` environment string is longer than Linux's ``MAX_ARG_STRLEN``
+(32 pages = 131072 bytes with its NUL; include/uapi/linux/binfmts.h) is accepted, as the service
+does, and then FAILS with E2BIG ("argument list too long") when its replicas start.
 The real SDK (``APIClient``) and the real CLI talk to it; nothing of the SDK is mocked.
 """
 from __future__ import annotations
 
+import errno
 import json
+import os
+import subprocess
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -22,7 +31,7 @@ import pytest
 from tests.conftest import ROOT
 from tests.contracts import lepton_job_errors
 from tests.golden_cases import CASES
-from tests.helpers import run_cli
+from tests.helpers import git, run_cli
 
 pytest.importorskip("leptonai")
 
@@ -30,6 +39,17 @@ TOKEN = "lepton-token-s3cr3t-value"
 HF_SECRET_VALUE = "hf_s3cr3t_value_never_written"
 PREFIX = "/api/v2/workspaces/ws1"
 LOG_TEXT = "step 1 loss 0.5\nstep 2 loss 0.25\n"
+MAX_OBJECT_BYTES = 3 * 512 * 1024  # etcd --max-request-bytes default (1.5 MiB)
+MAX_ARG_STRLEN = 32 * 4096  # include/uapi/linux/binfmts.h, the terminating NUL included
+
+
+def exec_refusal(body: dict[str, Any]) -> str | None:
+    """What the replica's container start would fail with (E2BIG), or None."""
+    container = body["spec"].get("container") or {}
+    strings = [str(a) for a in container.get("command") or []]
+    strings += [f"{e['name']}={e.get('value', '')}" for e in body["spec"].get("envs") or [] if "value" in e]
+    too_long = [len(a.encode()) + 1 for a in strings if len(a.encode()) + 1 > MAX_ARG_STRLEN]
+    return f"exec: argument list too long (E2BIG): a {too_long[0]}-byte string > MAX_ARG_STRLEN" if too_long else None
 
 
 class FakeLepton(ThreadingHTTPServer):
@@ -40,6 +60,7 @@ class FakeLepton(ThreadingHTTPServer):
         self.fail_next: list[tuple[int, dict[str, str]]] = []  # scripted (status, headers) replies
         self.requests: list[tuple[str, str]] = []
         self.bodies: list[Any] = []
+        self.start_errors: dict[str, str] = {}  # job id -> why its replicas could not start
 
     @property
     def url(self) -> str:
@@ -78,6 +99,8 @@ class Handler(BaseHTTPRequestHandler):
         if method == "GET" and parts == ["dedicated-node-groups"]:
             return self._reply(200, self.server.node_groups)
         if method == "POST" and parts == ["jobs"]:
+            if len(raw) > MAX_OBJECT_BYTES:
+                return self._reply(413, {"code": "RequestEntityTooLarge", "message": f"request is {len(raw)} bytes, over {MAX_OBJECT_BYTES}"})
             body = json.loads(raw)
             self.server.bodies.append(body)
             errors = lepton_job_errors(body)
@@ -86,7 +109,10 @@ class Handler(BaseHTTPRequestHandler):
             job_id = body["metadata"]["id"]
             if job_id in self.server.jobs:
                 return self._reply(409, {"code": "AlreadyExists", "message": f"job {job_id} already exists"})
-            job = {**body, "status": {"state": "Running", "job_name": job_id}}
+            refusal = exec_refusal(body)
+            job = {**body, "status": {"state": "Failed" if refusal else "Running", "job_name": job_id}}
+            if refusal:
+                self.server.start_errors[job_id] = refusal
             self.server.jobs[job_id] = job
             return self._reply(200, job)
         if len(parts) >= 2 and parts[0] == "jobs":
@@ -101,7 +127,7 @@ class Handler(BaseHTTPRequestHandler):
             if method == "GET" and parts[2:] == ["replicas"]:
                 return self._reply(200, [{"metadata": {"id": f"{parts[1]}-0"}, "id": f"{parts[1]}-0"}])
             if method == "GET" and len(parts) == 5 and parts[2] == "replicas" and parts[4] == "log":
-                return self._reply(200, LOG_TEXT)
+                return self._reply(200, self.server.start_errors.get(parts[1], LOG_TEXT))
         return self._reply(404, {"code": "NotFound", "message": f"no route {method} {path}"})
 
     def do_GET(self) -> None:
@@ -275,3 +301,116 @@ def test_resolve_then_render_once_and_submit_sends_exactly_those_bytes(lepton: F
     assert lepton.bodies == [json.loads(rendered.artifacts[target.ARTIFACT])]
     assert handle.id == lepton.bodies[0]["metadata"]["id"]
     assert not Path(job.job_dir).exists(), "submit must not write the record"
+
+
+# --- size limits: refused before anything is sent, and enforced by the contract server ---------
+
+def test_the_one_argument_limit_is_the_kernels(tmp_path: Path) -> None:
+    """The limit nemorun checks is what this kernel's execve really does: a ``bash -c`` script of
+    MAX_SCRIPT_BYTES runs; one byte more is refused with E2BIG (what a replica would meet)."""
+    from nemorun.targets.lepton import MAX_SCRIPT_BYTES
+
+    assert MAX_SCRIPT_BYTES == MAX_ARG_STRLEN - 1
+    ok = subprocess.run(["/bin/bash", "-c", "#" + "x" * (MAX_SCRIPT_BYTES - 1)], capture_output=True)
+    assert ok.returncode == 0
+    with pytest.raises(OSError) as err:
+        subprocess.run(["/bin/bash", "-c", "#" + "x" * MAX_SCRIPT_BYTES], capture_output=True)
+    assert err.value.errno == errno.E2BIG
+
+
+@pytest.fixture
+def code_repo(tmp_path: Path) -> Path:
+    root = tmp_path / "project"
+    root.mkdir()
+    git(root, "init", "-q", "-b", "main")
+    (root / "big.bin").write_bytes(os.urandom(120_000))  # incompressible: ~160 KB of base64
+    (root / "small.bin").write_bytes(os.urandom(90_000))  # ~120 KB of base64: fits, near the limit
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "init")
+    return root
+
+
+def _code_args(pattern: str) -> list[str]:
+    return ["executor=lepton", "task=hello", "executor.resource_shape=cpu.small", "executor.container_image=python:3.11-slim",
+            "executor.node_group=h100-pool", "packager=pattern", f"packager.include_pattern={pattern}"]  # fmt: skip
+
+
+def test_code_archive_over_the_limit_is_refused_before_anything_is_sent(
+        code_repo: Path, lepton: FakeLepton, lepton_env: dict[str, str], nemorun_home: Path) -> None:  # fmt: skip
+    proc = run_cli(_code_args("big.bin"), env=lepton_env, cwd=str(code_repo))
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith("nemorun: error: "), proc.stderr
+    assert "with the code archive (" in lines[0] and "over the 131071 Linux allows for one argument (MAX_ARG_STRLEN)" in lines[0]
+    assert "put the code in the image or on executor.mounts and use packager=none" in lines[0]
+    assert lepton.requests == [] and _records(nemorun_home) == []  # nothing asked, sent or recorded
+
+
+def test_code_archive_that_fits_is_sent_and_the_job_starts(
+        code_repo: Path, lepton: FakeLepton, lepton_env: dict[str, str], nemorun_home: Path) -> None:  # fmt: skip
+    proc = run_cli(_code_args("small.bin"), env=lepton_env, cwd=str(code_repo))
+    assert proc.returncode == 0, proc.stderr
+    [body] = lepton.bodies
+    assert 100_000 < len(body["spec"]["container"]["command"][2]) < MAX_ARG_STRLEN
+    assert [job["status"]["state"] for job in lepton.jobs.values()] == ["Running"] and lepton.start_errors == {}
+
+
+def test_contract_server_fails_what_linux_and_etcd_refuse(lepton: FakeLepton, lepton_env: dict[str, str]) -> None:
+    """The server's own limits (a body forged past nemorun's checks): an over-long command argument
+    is accepted and the job then FAILS to start with E2BIG, as on Lepton; an over-large body is 413."""
+    from nemorun.states import AppState, Handle
+    from nemorun.submitters import lepton as sub
+
+    body = json.loads((ROOT / "golden" / "lepton_hello" / "job.json").read_text())
+    body["metadata"]["id"] = "too-long-1"
+    body["spec"]["container"]["command"] = ["/bin/bash", "-c", "#" + "x" * MAX_ARG_STRLEN]
+    client = sub._client()
+    assert client._post("/jobs", json=body).status_code == 200
+    handle = Handle(backend="lepton", id="too-long-1", data={"workspace_id": "ws1", "url": lepton.url})
+    assert sub.status([handle])[handle.id].state is AppState.FAILED
+    assert "argument list too long (E2BIG)" in "".join(sub.logs(handle))
+    body["metadata"]["id"] = "too-big-1"
+    body["spec"]["container"]["command"] = ["/bin/bash", "-c", "true"]
+    body["spec"]["envs"] = [{"name": f"V{i}", "value": "x" * 100_000} for i in range(16)]
+    reply = client._post("/jobs", json=body)
+    assert reply.status_code == 413 and "too-big-1" not in lepton.jobs
+
+
+def _render_lepton(*extra: str) -> None:
+    from nemorun.lower import check_config, compile_job
+    from nemorun.plan import render_job
+    from tests.helpers import PINNED_SITE, compose_config
+
+    cfg = compose_config([*CASES["lepton_hello"], *extra])
+    check_config(cfg)
+    render_job(compile_job(cfg, PINNED_SITE))
+
+
+def test_environment_string_over_the_limit_is_one_line() -> None:
+    """(In process: a command line holding such a value is itself over the limit for nemorun's argv.)"""
+    from nemorun.errors import ConfigError
+
+    with pytest.raises(ConfigError) as err:
+        _render_lepton(f"+executor.env_vars.BIG={'x' * 131_100}")
+    assert "\n" not in str(err.value)
+    assert "environment variable BIG is 131104 bytes (NAME=value), over the 131071 Linux allows" in str(err.value)
+
+
+def test_body_over_the_object_limit_is_refused_at_render() -> None:
+    """Many env values, each under the one-string limit, together over what nemorun sends."""
+    from nemorun.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"the Lepton job body \(job.json\) is 11\d{5} bytes, over the 1048576 nemorun sends"):
+        _render_lepton(*(f"+executor.env_vars.V{i}={'x' * 100_000}" for i in range(11)))
+
+
+def test_sweep_refused_at_its_third_job_sends_none(lepton: FakeLepton, lepton_env: dict[str, str], nemorun_home: Path) -> None:
+    """Every job of a sweep is resolved (node group looked up) before the first is sent: the third
+    job's unknown group stops the launch with no job created in the workspace."""
+    args = [a for a in LEPTON_ARGS if not a.startswith("executor.node_group=")]
+    proc = run_cli(["-m", *args, "executor.node_group=h100-pool,h100-pool,a100-pool"], env=lepton_env)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 1 and len(lines) == 1, proc.stderr
+    assert "no node group 'a100-pool'" in lines[0] and "no job of this launch was sent" in lines[0]
+    assert lepton.bodies == [] and lepton.jobs == {}
+    phases = sorted(json.loads(p.read_text())["phase"] for p in _records(nemorun_home))
+    assert phases == ["failed-to-submit", "rendered", "rendered"]

@@ -7,6 +7,7 @@ an option file was added to a ``--config-dir`` / ``NEMORUN_CONFIG_PATH`` folder.
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 from pathlib import Path
@@ -36,10 +37,17 @@ def _hydra_answer(line: str) -> list[str]:
         return BashCompletion(loader)._query(CONFIG_NAME, BashCompletion.strip_python_or_app_name(line))
 
 
+@functools.lru_cache(maxsize=None)
+def _index(words: tuple[str, ...], multirun: bool) -> str:
+    """One index per finished-words key, as the real cache keeps it (JSON text: every query gets
+    its own fresh copy): 34 queries share 6 keys, and each build composes the config (~0.5 s)."""
+    return json.dumps(completion_index.build(list(words), multirun))
+
+
 def _fast_answer(line: str) -> list[str] | None:
     query = quick.parse_line(line)
     assert query is not None, line
-    index = json.loads(json.dumps(completion_index.build(list(query.words), query.multirun)))  # as cached
+    index = json.loads(_index(tuple(query.words), query.multirun))  # as cached
     try:
         return quick.answer(index, query)
     except quick._Unanswerable:

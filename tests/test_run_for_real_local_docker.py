@@ -116,7 +116,9 @@ def test_docker_retries_follow_the_restarts_to_success(docker_env: dict[str, str
 def test_docker_status_between_attempts_is_running(docker_env: dict[str, str], nemorun_home: Path, tmp_path: Path, docker_engine: Any) -> None:
     out = tmp_path / "out"
     out.mkdir()
-    task = THIRD_TIME_LUCKY.format(f="/out/count")
+    # each attempt waits for the test to have seen it running (go-N), so on a loaded machine the
+    # first attempts cannot all be over before the first status call
+    task = THIRD_TIME_LUCKY.format(f="/out/count").replace("sleep 0.3;", "until [ -e /out/go-$n ]; do sleep 0.05; done;")
     proc = run_cli(_busybox(docker_engine, f"task.inline='{task}'", "executor.retries=2", f"executor.volumes=['{out}:/out']"), env=docker_env)
     assert proc.returncode == 0, proc.stderr
     handle = only_experiment(nemorun_home).job("hello").handle_obj()
@@ -128,6 +130,8 @@ def test_docker_status_between_attempts_is_running(docker_env: dict[str, str], n
         seen.append((st.state, st.detail))
         if st.state.is_terminal:
             break
+        if st.state is AppState.RUNNING and (out / "count").exists():
+            (out / f"go-{(out / 'count').read_text().strip()}").touch()  # release the attempt seen running
         time.sleep(0.02)
     assert seen[-1][0] is AppState.SUCCEEDED, seen[-1]
     assert all(state is AppState.RUNNING for state, _ in seen[:-1]), [s for s in seen if s[0] is not AppState.RUNNING]

@@ -12,7 +12,9 @@ import io
 import json
 import os
 import shutil
+import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Iterator
@@ -154,8 +156,18 @@ def test_exp_status_reads_each_record_once(slurm_cluster: SlurmCluster, tmp_path
     assert sorted(set(reads)) == [f"train-{i}" for i in range(tasks)]
     assert all(reads.count(f"train-{i}") == 2 for i in range(tasks)), reads
     assert ExperimentRecord(rec.path).job("train-1").exit_code == 1
-    # the finished tasks' logs were copied into their folders (one batch write)
-    assert [(rec.job_dir(f"train-{i}") / "output.log").read_text() for i in range(tasks)] == [f"task {i}\n" for i in range(tasks)]
+    # the finished tasks' logs are kept in their folders: hard links to the cluster's files (on
+    # this machine: no copy, no new file), which outlive the cluster deleting its job dir
+    remote = tmp_path / "remote"
+    kept = [rec.job_dir(f"train-{i}") / "stdout.log" for i in range(tasks)]
+    assert [k.stat().st_ino for k in kept] == [(remote / f"stdout-{i}.log").stat().st_ino for i in range(tasks)]
+    assert not any((rec.job_dir(f"train-{i}") / "output.log").exists() for i in range(tasks))
+    shutil.rmtree(remote)
+    for i in range(tasks):
+        logs = io.StringIO()
+        with contextlib.redirect_stdout(logs), contextlib.suppress(SystemExit):
+            cli.main(["exp", "logs", rec.id, f"train-{i}"])
+        assert logs.getvalue() == f"task {i}\n"
 
 
 def test_poll_without_news_rewrites_no_record(slurm_cluster: SlurmCluster, tmp_path: Path, counted: Path,
@@ -183,3 +195,86 @@ def test_poll_without_news_rewrites_no_record(slurm_cluster: SlurmCluster, tmp_p
         assert "PENDING:3 (as of " in listed.getvalue()
     finally:
         subprocess.run(["scancel", array], capture_output=True)
+
+
+# Runs ``nemorun exp status`` with one os function wrapped to SIGKILL the process at its Nth call:
+# a status killed exactly there, mid-batch, as a kill -9 or a power cut would stop it.
+_KILLED_AT = """
+import os, signal, sys
+from nemorun import cli
+name, at = sys.argv[1], int(sys.argv[2])
+real, calls = getattr(os, name), [0]
+def dying(*args, **kwargs):
+    calls[0] += 1
+    if calls[0] == at:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real(*args, **kwargs)
+setattr(os, name, dying)
+cli.main(sys.argv[3:])
+"""
+
+
+@pytest.mark.parametrize("call, at", [("link", 1), ("link", 4), ("replace", 1), ("replace", 2)])
+def test_status_killed_mid_write_leaves_a_readable_store_and_loses_no_log(
+        slurm_cluster: SlurmCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, call: str, at: int) -> None:
+    """kill -9 while the logs are being kept (os.link) or the changed records renamed into place
+    (os.replace): every record still reads, old or new; no record says a task ended whose logs
+    were not kept (they are kept BEFORE the records say so: a finished record is never asked
+    about again, so the other order lost them for good); the next status completes the lot."""
+    tasks = 6
+    array = _finished_array(tmp_path, tasks)
+    home, remote = tmp_path / "home", tmp_path / "remote"
+    monkeypatch.setenv("NEMORUN_HOME", str(home))
+    rec = _record(home, array, tasks, remote)
+    killed = subprocess.run([sys.executable, "-c", _KILLED_AT, call, str(at), "exp", "status", rec.id],
+                            capture_output=True, text=True, cwd=tmp_path)
+    assert killed.returncode == -signal.SIGKILL, (killed.stdout, killed.stderr)
+    names = [f"train-{i}" for i in range(tasks)]
+    after_kill = {n: ExperimentRecord(rec.path).job(n) for n in names}  # every record reads
+    assert {r.state for r in after_kill.values()} <= {"SUBMITTED", "SUCCEEDED", "FAILED"}
+    for n, r in after_kill.items():
+        if r.app_state.is_terminal:
+            assert (rec.job_dir(n) / "stdout.log").exists(), f"{n} recorded {r.state} without its logs"
+    listed = io.StringIO()
+    with contextlib.redirect_stdout(listed), contextlib.suppress(SystemExit):
+        cli.main(["exp", "list", "--json"])
+    assert [r["id"] for r in json.loads(listed.getvalue())] == [rec.id]
+    rc, out = _exp_status(rec.id)
+    assert rc == 0, out
+    jobs = json.loads(out)["jobs"]
+    assert [(jobs[n]["state"], jobs[n]["exit_code"]) for n in names] == [("SUCCEEDED", 0), ("FAILED", 1), ("FAILED", 2)] * 2
+    shutil.rmtree(remote)  # the cluster purges its job dir: the record keeps every task's output
+    assert [(rec.job_dir(n) / "stdout.log").read_text() for n in names] == [f"task {i}\n" for i in range(tasks)]
+
+
+def test_logs_over_ssh_are_read_in_a_few_commands(slurm_cluster: SlurmCluster, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A finished array's logs on a cluster reached over SSH (the fixture's sshd): one remote
+    command per 256 files, not an SFTP round trip per file (2,000 for 1,000 tasks); any bytes
+    arrive as written, and a file that does not exist is not invented."""
+    remote = slurm_cluster.jobs_dir / f"ssh-logs-{tmp_path.name}"
+    remote.mkdir(parents=True)
+    spec = {"kind": "ssh", "host": slurm_cluster.ssh_host, "port": slurm_cluster.ssh_port, "user": slurm_cluster.ssh_user,
+            "identity": slurm_cluster.ssh_key, "known_hosts": slurm_cluster.known_hosts}
+    tasks, expected = 300, {}
+    for i in range(tasks):
+        out = bytes(range(256))[: i % 256] + f"task {i}\n".encode()  # every byte value, not only text
+        (remote / f"stdout-{i}.log").write_bytes(out)
+        expected[tmp_path / f"train-{i}" / "stdout.log"] = out
+        if i % 3 == 0:
+            (remote / f"stderr-{i}.log").write_bytes(b"warn\n")
+            expected[tmp_path / f"train-{i}" / "stderr.log"] = b"warn\n"
+    handles = [(Handle("slurm", f"5_{i}", {"tunnel": spec, "job_dir": str(remote), "stdout": str(remote / f"stdout-{i}.log"),
+                                          "stderr": str(remote / f"stderr-{i}.log")}), tmp_path / f"train-{i}")
+               for i in range(tasks)]
+    tunnel = tunnels.open_tunnel(spec)
+    used: list[str] = []
+    for method in ("run", "read"):
+        real = getattr(tunnel, method)
+        monkeypatch.setattr(tunnel, method, lambda *a, _real=real, _m=method: (used.append(_m), _real(*a))[1])
+    try:
+        copies = slurm.fetch_logs(handles)
+    finally:
+        tunnels.close_all()
+    assert dict(copies) == expected
+    assert used == ["run"] * 3  # 600 paths (stdout and stderr of 300 tasks) in chunks of 256

@@ -168,3 +168,28 @@ def test_cluster_of_the_chosen_release_is_not_asked(slurm_cluster: SlurmCluster,
     assert r.returncode == 0, r.stderr
     [cache] = _cache_files(cli_env)  # the version is asked (cached), the options need no check
     assert json.loads(cache.read_text())["version"] == "22.05.8"
+
+
+@pytest.mark.slurm
+def test_refusal_of_a_later_task_sends_no_task(slurm_cluster: SlurmCluster, cli_env: dict[str, str], tmp_path: Path) -> None:
+    """Three tasks on the 22.05.8 cluster; only the third uses an option that release lacks. The probe
+    judges every task before the first is sent: a one-line config error, and NO task submitted
+    (before, the first two were running when the third was refused)."""
+    jobs = tmp_path / "jobs"
+    conf = tmp_path / "conf" / "experiment"
+    conf.mkdir(parents=True)
+    (conf / "three.yaml").write_text(
+        "defaults: [/_schema_experiment@_here_, _self_]\nname: three\ntasks:\n"
+        "  first: {overrides: [task=hello, task.name=first]}\n"
+        "  second: {overrides: [task=hello, task.name=second], depends_on: [first]}\n"
+        "  third: {overrides: [task=hello, task.name=third, +executor.additional_parameters.segment=2]}\n")
+    r = run_cli(["--config-dir", str(tmp_path / "conf"), "experiment=three", "executor=slurm", f"executor.job_dir={jobs}"], env=cli_env)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1 and lines[0].startswith("nemorun: error: job third was not submitted"), r.stderr
+    assert "has no option --segment" in lines[0] and "no job of this launch was sent" in lines[0]
+    record = Experiment.load("latest", home=cli_env["NEMORUN_HOME"]).record
+    assert [record.job(n).phase for n in ("first", "second", "third")] == ["rendered", "rendered", "failed-to-submit"]
+    assert not any(record.job(n).in_doubt for n in ("first", "second"))
+    assert not jobs.exists(), "nothing may be written on the cluster"
+    queued = subprocess.run(["squeue", "-h", "-o", "%j"], capture_output=True, text=True, check=True).stdout.split()
+    assert not {"first", "second", "third"} & set(queued)

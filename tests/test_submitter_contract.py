@@ -341,7 +341,11 @@ def test_every_backend_has_an_adapter() -> None:
     assert set(ADAPTERS) == set(KINDS)
 
 
-@pytest.fixture(params=KINDS)
+# the real services' markers: they also put these cases in their service's xdist group (tests/conftest.py)
+SERVICE_MARKS = {"slurm": pytest.mark.slurm, "docker": pytest.mark.docker, "skypilot": pytest.mark.skypilot}
+
+
+@pytest.fixture(params=[pytest.param(k, marks=SERVICE_MARKS.get(k, ())) for k in KINDS])
 def backend(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Backend]:
     monkeypatch.setenv("NEMORUN_HOME", str(tmp_path / "home"))
     b = ADAPTERS[request.param](request, tmp_path, monkeypatch)

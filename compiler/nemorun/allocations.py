@@ -76,7 +76,7 @@ def group(jobs: Sequence[P], tasks: Mapping[str, Any], render: Callable[[Job], R
     grouped: dict[str, P] = {}
     for alloc, ps in members.items():
         if not is_env_name(alloc):
-            raise ConfigError(f"allocation {alloc!r} (tasks {', '.join(p.name for p in ps[:SHOWN])}): use letters, digits and _")
+            raise ConfigError(f"allocation {alloc!r} (tasks {', '.join(p.name for p in ps[:SHOWN])}): use letters, digits and _, starting with a letter or _")
         if alloc in names:
             raise ConfigError(f"allocation '{alloc}' has the name of a task; name it differently")
         grouped[alloc] = _allocation(alloc, ps, owner, render)

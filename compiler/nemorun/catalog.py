@@ -35,7 +35,7 @@ from nemorun.store import EXPERIMENT_FILE, JOB_FILE, ExperimentRecord, JobRecord
 
 DB_NAME = "catalog.db"
 # bumped when the table changes: an older catalog is dropped and rebuilt (it is only a cache)
-_VERSION = 3
+_VERSION = 4  # 4: an experiment file's tasks have no swept columns (were cached as if a sweep)
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS experiments (
     id TEXT PRIMARY KEY,
@@ -147,9 +147,14 @@ def override_values(overrides: Sequence[str]) -> dict[str, str]:
     return out
 
 
-def swept_values(job_overrides: Mapping[str, Sequence[str]]) -> tuple[list[str], dict[str, dict[str, str]]]:
+def swept_values(job_overrides: Mapping[str, Sequence[str]], *, kind: str) -> tuple[list[str], dict[str, dict[str, str]]]:
     """The keys whose value differs between jobs (a sweep's parameters, in command-line order)
-    and each job's values of them: what tells ``train-3`` from ``train-4`` to a reader."""
+    and each job's values of them: what tells ``train-3`` from ``train-4`` to a reader.
+
+    Only a sweep (``kind``) has swept keys: the tasks of an experiment file differ by design
+    (``task=hello`` vs ``task=train``), and those were shown as sweep columns."""
+    if kind != "sweep":
+        return [], {job: {} for job in job_overrides}
     values = {job: override_values(ovs) for job, ovs in job_overrides.items()}
     keys: list[str] = []
     for vals in values.values():
@@ -171,7 +176,7 @@ def _row(rec: ExperimentRecord, states: Optional[dict[str, int]] = None,
             states = {}
             for state in [j.state for j in jobs] + [AppState.UNSUBMITTED.value] * (len(meta["jobs"]) - len(jobs)):
                 states[state] = states.get(state, 0) + 1
-        swept, _ = swept_values({j.name: j.overrides for j in jobs})
+        swept, _ = swept_values({j.name: j.overrides for j in jobs}, kind=meta.get("kind", "single"))
         checked = max((t for t in (*(j.updated_at for j in jobs), rec.checked_at) if t), default=None)
         return (
             meta["id"], meta["name"], meta["target"], meta.get("kind", "single"), float(meta["created"]),
@@ -212,20 +217,34 @@ def _folders(home: Path) -> Iterator[Path]:
 
 
 def sync(home: Path, conn: Optional[sqlite3.Connection] = None) -> None:
-    """Make the catalog agree with the folders: a directory scan, JSON read only for new ones."""
+    """Make the catalog agree with the folders: a directory scan, JSON read only for new ones.
+
+    The changes go in as ONE transaction, read first and written after: a catalog rebuilt for
+    500 experiments is one commit (one WAL sync), not 500, and the write lock is held only for
+    the inserts, never while folders are read."""
     if conn is None:
         with closing(_connect(home)) as own:
             return sync(home, own)
     folders = {p.name: p for p in _folders(home) if (p / EXPERIMENT_FILE).exists()}
     known = {r["id"]: r["path"] for r in conn.execute("SELECT id, path FROM experiments")}
     gone = [i for i, path in known.items() if i not in folders or str(folders[i]) != path]
-    conn.executemany("DELETE FROM experiments WHERE id = ?", [(i,) for i in gone])
+    new = []
     for exp_id, path in folders.items():
         if exp_id not in known or exp_id in gone:
             try:
-                conn.execute(_UPSERT, _row(ExperimentRecord(path)))
+                new.append(_row(ExperimentRecord(path)))
             except (OSError, KeyError):
                 continue  # a folder vanishing mid-scan, or a launch still starting: next sync
+    if not gone and not new:
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.executemany("DELETE FROM experiments WHERE id = ?", [(i,) for i in gone])
+        conn.executemany(_UPSERT, new)
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
 
 
 def _fresh(conn: sqlite3.Connection, row: dict[str, Any]) -> dict[str, Any]:
@@ -260,8 +279,11 @@ def rows(home: Path, name: Optional[str] = None, limit: Optional[int] = None) ->
         sql += " WHERE name = ?"
         args.append(name)
     sql += " ORDER BY created DESC"
-    if limit:
-        sql += f" LIMIT {int(limit)}"
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+        raise ConfigError(f"limit must be a whole number >= 0, 0 or None for all (got {limit!r})")
+    if limit and limit < 2**63:  # SQLite's LIMIT is a 64-bit integer; more than that is all
+        sql += " LIMIT ?"
+        args.append(limit)
     with closing(_connect(home, create=False)) as conn:
         sync(home, conn)
         out = [_fresh(conn, dict(r)) for r in conn.execute(sql, args).fetchall()]

@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from nemorun import launching, quick
 from nemorun.compose import CONFIG_NAME, Described, describe_error, free_form_overrides
-from nemorun.errors import ConfigError
+from nemorun.errors import ConfigError, printable
 
 _result_code: Optional[int] = None
 # An error inside the task function is kept here and raised after Hydra returns: raised inside,
@@ -32,6 +32,8 @@ def _task_function(cfg: DictConfig) -> None:
     try:
         # unresolved: an override such as name=${x} is text here, not an interpolation to follow
         overrides = [str(o) for o in OmegaConf.to_container(HydraConfig.get().overrides.task, resolve=False)]
+        if HydraConfig.get().launcher.get("max_parallel") is not None:  # only a sweep (-m) has a launcher
+            raise ConfigError(f"hydra.launcher.{launching.MAX_PARALLEL_SINGLE}")
         outcome = launching.launch_composed(cfg, overrides)
     except Exception as exc:  # noqa: BLE001 - re-raised by main() once Hydra has returned
         _pending_error = exc
@@ -62,12 +64,26 @@ def is_plain_run(args: list[str]) -> bool:
     return bool(args) and all(not a.startswith("-") and not a.lstrip("+~").startswith("hydra") for a in args)
 
 
-def _run_composed(args: list[str]) -> None:
+MULTIRUN_FLAGS = ("-m", "--multirun")
+
+
+def plain_sweep(args: list[str]) -> Optional[list[str]]:
+    """The overrides of ``-m`` plus a plain run's overrides (see :func:`is_plain_run`), else None.
+    Such a sweep goes to the one planner through Hydra's compose API, as the Python API's does:
+    through ``@hydra.main`` Hydra composes once more only to learn the run mode (about a third of
+    a 1,000-job array dry run's CPU time). ``glob(...)`` stays with Hydra's sweeper: it expands
+    with the sweeper's config loader."""
+    rest = [a for a in args if a not in MULTIRUN_FLAGS]
+    plain = len(rest) == len(args) - 1 and is_plain_run(rest) and not any("glob(" in a for a in rest)
+    return rest if plain else None
+
+
+def _run_composed(args: list[str], multirun: bool = False) -> None:
     """Same config module, plugins, search path and checks as the ``@hydra.main`` path, composed
     once (or served by :mod:`nemorun.compose_cache`)."""
     global _result_code
     try:
-        _result_code = launching.launch(args, multirun=False).exit_code
+        _result_code = launching.launch(args, multirun=multirun).exit_code
     except Exception as exc:  # described here, while Hydra still knows the option lists
         if _debug(args):
             raise
@@ -113,8 +129,19 @@ def config_dirs_first(args: list[str]) -> list[str]:
     return out
 
 
+def _quiet_hydra_job_errors() -> None:
+    """Hydra's ``run_job`` (``@hydra.main`` and multirun only: a plain run composes through the
+    compose API) logs its own multi-line "Error executing job" report before re-raising; ours is
+    one line. Set up only for those paths: ``logging`` is not imported otherwise."""
+    import logging
+
+    quiet = logging.getLogger("hydra.core.utils")
+    quiet.addHandler(logging.NullHandler())
+    quiet.propagate = False
+
+
 def fail(code: int, message: str) -> NoReturn:
-    print(f"nemorun: error: {message}", file=sys.stderr)
+    print(f"nemorun: error: {printable(message)}", file=sys.stderr)
     sys.exit(code)
 
 
@@ -126,25 +153,21 @@ def main(argv: Optional[list[str]] = None) -> None:
         # loaded only here: the experiment commands bring nemorun.api and the Python API
         # (python_api, every schema class by name), a tenth of a cold dry run's imports
         sys.exit(importlib.import_module("nemorun.exp_cli").main(args[1:]))
-    args = free_form_overrides(args)  # new keys of env_vars, params, labels... need no `+`
     try:
-        args = config_dirs_first(args)
+        args = config_dirs_first(free_form_overrides(args))  # new keys of env_vars, params, labels... need no `+`
     except ConfigError as exc:
         fail(2, str(exc))
     sys.argv = [sys.argv[0], *args]
     debug = _debug(args)
     os.environ["HYDRA_FULL_ERROR"] = "1"
-    if not debug:
-        import logging
-
-        # Hydra logs its own multi-line "Error executing job" report before re-raising; ours is one line.
-        quiet = logging.getLogger("hydra.core.utils")
-        quiet.addHandler(logging.NullHandler())
-        quiet.propagate = False
     try:
         if is_plain_run(args):
             _run_composed(args)
+        elif (sweep := plain_sweep(args)) is not None:
+            _run_composed(sweep, multirun=True)
         else:
+            if not debug:
+                _quiet_hydra_job_errors()
             from hydra_plugins.nemorun_plugins import register_all
 
             register_all()

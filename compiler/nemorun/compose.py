@@ -29,7 +29,7 @@ from typing import Any, Callable, Iterator, Optional, Protocol, Sequence
 from omegaconf import AnyNode, DictConfig, ListConfig, OmegaConf, StringNode, open_dict, read_write
 
 from nemorun import compose_cache, hydra_compat
-from nemorun.errors import ConfigError, NemorunError, one_line
+from nemorun.errors import ConfigError, DamagedRecordError, NemorunError, one_line
 from nemorun.lower import secret_refs_unsupported
 from nemorun.schemas import all_schemas
 from nemorun.schemas.core import SECRET_REFS, RootConfig
@@ -147,10 +147,26 @@ def free_form_overrides(overrides: Sequence[str]) -> list[str]:
     out = []
     for text in overrides:
         key, eq, _ = text.partition("=")
+        if eq and not text.startswith("-") and ("\0" in text or not text.isascii()):
+            _check_text(text)
         if eq and not key.startswith(("+", "~")) and "@" not in key and _is_free_form(key):
             text = "++" + text
         out.append(text)
     return out
+
+
+def _check_text(override: str) -> None:
+    """Refuse what no record, script or environment can hold: a lone surrogate (a byte that is not
+    UTF-8 in argv, or a Python str made from one) was an internal UnicodeEncodeError when the
+    job's files were written; a NUL was silently dropped from the command by bash."""
+    if "\0" in override:
+        raise ConfigError(f"override {override[:200]!r} holds a NUL character, which no command, environment "
+                          "variable or file can carry")
+    try:
+        override.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ConfigError(f"override {override[:200]!r} is not UTF-8 text (a byte such as \\xff): records and job "
+                          "scripts are UTF-8") from None
 
 
 def _is_free_form(key: str) -> bool:
@@ -246,11 +262,16 @@ def sweep_texts(ov: Any) -> list[str]:
 
 
 class ValueTable:
-    """override string -> parsed Override, filled from the sweep's own overrides in one parse
-    (``range(0,10000)`` is parsed once, not 10,000 times)."""
+    """override string -> parsed Override. A sweep's overrides are parsed once (``range(0,10000)``
+    is one parse, not 10,000); each job's one-value override is cut from that parse when asked for
+    and not kept: holding an Override, its line and its literals per value cost ~5 MB of a
+    10,000-job sweep's plan. :meth:`remember` gives Hydra's merge a job's literals (no parse of
+    its lines again) for the jobs that are merged, not for every job."""
 
     def __init__(self, command_overrides: Sequence[str]):
         self._by_string: dict[str, Any] = {}
+        # key as typed -> (the sweep override, its key as parsed, value text -> value, value text -> literals)
+        self._sweeps: dict[str, tuple[Any, str, dict[str, Any], dict[str, Any]]] = {}
         try:
             parsed = parse_overrides(command_overrides)
         except Exception:  # noqa: BLE001 - a bad line is reported by the per-job parse below
@@ -263,22 +284,43 @@ class ValueTable:
             if ov.is_sweep_override() and ov.is_discrete_sweep() and not isinstance(ov.value(), Glob):
                 literals = hydra_compat.value_literals(str(ov.input_line))
                 items = literals.items if isinstance(literals, hydra_compat.SweepTexts) else ()
-                for i, (text, value) in enumerate(zip(sweep_texts(ov), ov.sweep_iterator())):
-                    line = f"{key}={text}"
-                    # known from the sweep's one parse: no parse per job when merged
-                    if len(items) > i:
-                        hydra_compat.remember_literals(line, items[i][1])
-                    elif isinstance(value, (bool, int, float)) or value is None:  # range(...): Hydra's text is the text
-                        hydra_compat.remember_literals(line, hydra_compat.Typed(text, value is None))
-                    self._by_string[as_typed([line])[0]] = hydra_compat.element_override(ov, key, text, value)
+                texts = sweep_texts(ov)
+                self._sweeps[as_typed([f"{key}="])[0][:-1]] = (
+                    ov, key, dict(zip(texts, ov.sweep_iterator())), {text: lit for text, (_, lit) in zip(texts, items)})
             elif not ov.is_sweep_override():
                 self._by_string[as_typed([f"{key}={ov.get_value_string()}"])[0]] = ov
 
+    def _element(self, text: str) -> Optional[tuple[Any, str, str, Any, dict[str, Any]]]:
+        typed_key, _, value_text = text.partition("=")
+        sweep = self._sweeps.get(typed_key)
+        if sweep is None or value_text not in sweep[2]:
+            return None
+        template, key, values, literals = sweep
+        return template, key, value_text, values[value_text], literals
+
     def get(self, text: str) -> Any:
         ov = self._by_string.get(text)
-        if ov is None:
-            ov = self._by_string[text] = parse_overrides([text])[0]
+        if ov is not None:
+            return ov
+        element = self._element(text)
+        if element is not None:
+            template, key, value_text, value, _ = element
+            return hydra_compat.element_override(template, key, value_text, value)
+        ov = self._by_string[text] = parse_overrides([text])[0]
         return ov
+
+    def remember(self, texts: Sequence[str]) -> None:
+        """Known from the sweep's one parse: no parse of these lines when Hydra merges them."""
+        for text in texts:
+            element = self._element(text)
+            if element is None:
+                continue
+            _, key, value_text, value, literals = element
+            line = f"{key}={value_text}"
+            if value_text in literals:
+                hydra_compat.remember_literals(line, literals[value_text])
+            elif isinstance(value, (bool, int, float)) or value is None:  # range(...): Hydra's text is the text
+                hydra_compat.remember_literals(line, hydra_compat.Typed(value_text, value is None))
 
 
 def is_value_override(ov: Any, is_group: Callable[[str], bool]) -> bool:
@@ -449,8 +491,28 @@ def _typed(data: Any, path: str, schemas: dict[str, type]) -> Any:
 
 
 def snapshot(config_yaml: Path) -> DictConfig:
-    """A stored config, typed and in struct mode as Hydra composes it."""
-    data = OmegaConf.to_container(OmegaConf.load(config_yaml), resolve=False)
+    """A stored config, typed and in struct mode as Hydra composes it.
+
+    A config.yaml that is gone, not UTF-8, cut short (nemorun ends it with a newline) or not a
+    config is a damaged record, said in one line: it was an internal error, or a rerun with
+    whatever part of the config survived."""
+    damaged = f"experiment record damaged: {config_yaml}"
+    try:
+        text = config_yaml.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DamagedRecordError(f"{damaged} cannot be read ({type(exc).__name__}); `nemorun exp show` lists its overrides "
+                                 "to launch again") from None
+    try:
+        loaded = OmegaConf.create(text) if text.endswith("\n") else None
+    except Exception:  # noqa: BLE001 - YAML or OmegaConf refusing the text: damaged either way
+        loaded = None
+    # an experiment file's config has ``task: null`` (its tasks are under ``experiment``)
+    if not isinstance(loaded, DictConfig) or not isinstance(loaded.get("executor"), DictConfig) or not (
+        isinstance(loaded.get("task"), DictConfig) or (loaded.get("task") is None and isinstance(loaded.get("experiment"), DictConfig))
+    ):
+        raise DamagedRecordError(f"{damaged} is cut short or is not a config; `nemorun exp show` lists its overrides "
+                                 "to launch again")
+    data = OmegaConf.to_container(loaded, resolve=False)
     cfg: DictConfig = _typed(data, "", all_schemas())
     OmegaConf.set_struct(cfg, True)
     return cfg

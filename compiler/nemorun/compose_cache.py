@@ -17,7 +17,6 @@ import hashlib
 import os
 import pickle
 import importlib.util
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -55,6 +54,8 @@ def _package_dir(name: str) -> Path:
 def cache_key(overrides: Sequence[str]) -> Optional[str]:
     if not _enabled():
         return None
+    from importlib import metadata  # here: with the cache off, its import (email, zipfile, csv) is all it would cost
+
     digest = hashlib.sha256()
     for dist in ("nemorun", "hydra-core", "omegaconf"):
         try:

@@ -19,6 +19,15 @@ mapping is reversible (:func:`decode_key`):
 
 The pod never sees keys: the volume lists every key with its original path (``items``), so
 Kubernetes itself lays the files out as they were under ``base_path``.
+
+File modes. A ConfigMap keeps no file modes, and its volume writes every file ``0644``
+(``defaultMode``) unless the item names a ``mode``: a shipped ``run.sh``, or a tool a script calls
+as ``./tools/x.sh``, could not be run ("Permission denied"). Each item of a file the kernel can
+execute directly — one starting with ``#!`` or an ELF header, which is all ``execve`` looks at —
+gets ``mode: 0755`` (:data:`EXEC_MODE`); others keep the default. Decided from the content
+because that is what reaches the render (``ir.Package.files`` holds bytes: the configmap
+packager's own files and the git/pattern archives' alike), so the same file gets the same mode on
+every path (launch, sweep, ``--resume`` from the recorded archive).
 """
 from __future__ import annotations
 
@@ -37,6 +46,9 @@ from nemorun.errors import ConfigError
 # core.MaxSecretSize, which ValidateConfigMap applies to data + binaryData values
 MAX_CONFIGMAP_BYTES = 1024 * 1024
 MAX_KEY_LENGTH = 253
+# the mode of a file the kernel can execute directly (see "File modes" above); int32 on the wire
+EXEC_MODE = 0o755
+_EXEC_MAGIC = (b"#!", b"\x7fELF")
 _PLAIN = re.compile(r"[A-Za-z0-9_\-]")
 _DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 
@@ -185,9 +197,11 @@ class ConfigMapBundle:
     namespace: str
     files: Mapping[str, bytes]
 
-    def items(self) -> list[dict[str, str]]:
-        """The volume's ``items``: each key back to its path (what makes the mapping visible to the pod)."""
-        return [{"key": encode_key(path), "path": path} for path in self.files]
+    def items(self) -> list[dict[str, Any]]:
+        """The volume's ``items``: each key back to its path (what makes the mapping visible to the
+        pod), with ``mode`` for a file that must stay executable."""
+        return [{"key": encode_key(path), "path": path, **({"mode": EXEC_MODE} if is_executable(data) else {})}
+                for path, data in self.files.items()]
 
     def manifest(self, labels: Mapping[str, str]) -> dict[str, Any]:
         """core/v1 ConfigMap: UTF-8 files in ``data``, anything else base64 in ``binaryData``."""
@@ -211,6 +225,11 @@ class ConfigMapBundle:
         if binary:
             body["binaryData"] = binary
         return body
+
+
+def is_executable(content: bytes) -> bool:
+    """Whether ``execve`` could run a file with this content (a ``#!`` script or an ELF binary)."""
+    return content.startswith(_EXEC_MAGIC)
 
 
 def files_of(manifest: Mapping[str, Any]) -> dict[str, bytes]:

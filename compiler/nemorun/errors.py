@@ -59,6 +59,12 @@ class DamagedRecordError(StoreError):
     """A file of an experiment record is not what nemorun wrote (truncated, edited, unreadable)."""
 
 
+def printable(text: str) -> str:
+    """``text`` with its control characters escaped (``\\x1b``): an error line quotes what the
+    user gave (an override, a file name), and an ESC in it must not reach the terminal."""
+    return text if text.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def one_line(text: str) -> str:
     """Collapse a multi-line message into one line (messages from Hydra, Slurm, APIs), scrubbed of
     registered secrets: every message bound for a user or a record passes through here."""

@@ -40,9 +40,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping, Optional, Sequence, TextIO
 
-from nemorun import allocations, capabilities, catalog, progress, submitters, tracking
+from nemorun import capabilities, catalog, progress, submitters, tracking
 from nemorun.command import ENTRY_FILE, ENTRY_SOURCE, TASK_TABLE
 from nemorun.errors import ConfigError, DetachedError, NemorunError, SubmitError, one_line
+from nemorun.ir import Job
 from nemorun.plan import ExperimentPlan, PlannedJob, render_job
 from nemorun.states import AppState, Handle
 from nemorun.store import JOB_FILE, ExperimentRecord, JobRecord, artifact_mode, atomic_write_many
@@ -117,11 +118,11 @@ def execute(plan: ExperimentPlan, out: TextIO = sys.stdout, *, resume: Optional[
                 outcome.exit_code = wait_and_stream(record, plan.jobs[0].name)
                 outcome.exit_codes = {plan.jobs[0].name: outcome.exit_code}
             else:
-                names = allocations.record_names(plan.jobs)
+                names = plan.record_names()
                 with progress.watching(record, names) as watch:  # a live table on a terminal only
                     states = tracking.wait(record, names, watch=watch)
                 # per task: an allocation's own end is its steps' (not one more failed job)
-                outcome.exit_codes = {n: tracking.exit_code(states[n]) for n in allocations.task_names(plan.jobs)}
+                outcome.exit_codes = {n: tracking.exit_code(states[n]) for n in plan.task_names()}
         except KeyboardInterrupt:
             exp = plan.site.experiment_id
             follow = f"nemorun exp logs {exp} -f" if plan.kind == "single" else f"nemorun exp status {exp}"
@@ -164,15 +165,22 @@ def format_artifacts(planned: Sequence[PlannedJob]) -> str:
 
 
 def _varying(batch: Sequence[Sequence[str]]) -> list[int]:
-    """Positions of the overrides that differ between jobs (what a summary line shows)."""
-    if not batch:
+    """Positions of the overrides that differ between jobs (what a summary line shows); one pass
+    over the batch (an array's is made job by job when read)."""
+    jobs = iter(batch)
+    first = next(jobs, None)
+    if first is None:
         return []
-    first = batch[0]
-    return [i for i in range(len(first)) if any(len(j) != len(first) or j[i] != first[i] for j in batch[1:])]
+    same = set(range(len(first)))
+    for job in jobs:
+        if len(job) != len(first):
+            return list(range(len(first)))
+        same -= {i for i in same if job[i] != first[i]}
+    return [i for i in range(len(first)) if i not in same]
 
 
 def show_dryrun(plan: ExperimentPlan, out: TextIO) -> None:
-    packed = plan.kind == "sweep" and any(p.job.steps for p in plan.jobs)  # allocation=NAME: one job, its steps
+    packed = plan.kind == "sweep" and plan.array is None and any(p.job.steps for p in plan.jobs)  # allocation=NAME: one job, its steps
     if plan.kind == "experiment" or packed:
         for p in plan.jobs:
             after = f" after {', '.join(p.depends_on)} ({p.dependency_type})" if p.depends_on else ""
@@ -182,7 +190,7 @@ def show_dryrun(plan: ExperimentPlan, out: TextIO) -> None:
         out.write(format_artifacts(plan.jobs))
         return
     count, render_dir = len(plan.jobs), plan.render_dir
-    varying = _varying([p.overrides for p in plan.jobs])
+    varying = _varying(plan.job_overrides())
     summary = "".join(f"#   {p.name}: {' '.join(p.overrides[i] for i in varying) or '(no varying override)'}\n"
                       for p in plan.jobs[:SUMMARY_LINES])
     if count > SUMMARY_LINES:
@@ -192,7 +200,7 @@ def show_dryrun(plan: ExperimentPlan, out: TextIO) -> None:
         table = artifacts.get(TASK_TABLE, "")
         rows = table.count("\n")
         if rows > TABLE_ROWS_SHOWN:  # the table grows with the sweep: its first rows show its shape
-            artifacts[TASK_TABLE] = "".join(table.splitlines(keepends=True)[:TABLE_ROWS_SHOWN])
+            artifacts[TASK_TABLE] = _first_lines(table, TABLE_ROWS_SHOWN)
         shown = dataclasses.replace(array, rendered=dataclasses.replace(array.rendered, artifacts=artifacts))
         out.write(f"# dry run: sweep of {count} jobs as ONE job array ({array.name}): one script, one row per task in "
                   f"{TASK_TABLE}; experiment {plan.name} ({plan.target}); every job checked, nothing submitted\n")
@@ -208,6 +216,16 @@ def show_dryrun(plan: ExperimentPlan, out: TextIO) -> None:
     where = f"all {count} jobs written to {render_dir}/<job>/" if render_dir else f"all {count}: add render_dir=DIR"
     out.write(f"# artifacts of the first job ({where}):\n")
     out.write(format_artifacts(plan.jobs[:1]))
+
+
+def _first_lines(text: str, count: int) -> str:
+    """The first ``count`` lines of ``text``, without splitting all of it (a 10,000-row table)."""
+    end = -1
+    for _ in range(count):
+        end = text.find("\n", end + 1)
+        if end < 0:
+            return text
+    return text[:end + 1]
 
 
 def write_render_dir(plan: ExperimentPlan, render_dir: str) -> None:
@@ -235,6 +253,13 @@ def _job_record(p: PlannedJob) -> JobRecord:
                      dependency_type=p.dependency_type)
 
 
+def _step_record(p: PlannedJob, index: int) -> JobRecord:
+    """The record of step ``index`` of allocation ``p``: the task it runs, with that task's own
+    overrides (what ``exp status`` shows and compares), on a fresh launch and a resume alike."""
+    return JobRecord(name=p.job.steps[index].name, target=p.target,
+                     overrides=list(p.step_overrides[index]) if p.step_overrides else [])
+
+
 def _artifacts(p: PlannedJob) -> Mapping[str, str]:
     assert p.rendered is not None, f"job {p.name} is a task of an array: the array's artifacts are sent"
     return p.rendered.artifacts
@@ -245,7 +270,7 @@ def _create_record(plan: ExperimentPlan, out: TextIO) -> ExperimentRecord:
     folder holds the artifacts (what is submitted). The code is committed first, so a record
     with jobs always has its code (``--resume`` reuses it)."""
     site, array = plan.site, plan.array
-    names = allocations.record_names(plan.jobs)  # an allocation's tasks too (HET)
+    names = plan.record_names()  # an allocation's tasks too (HET)
     record = ExperimentRecord.create(
         home=Path(site.home), name=plan.name, experiment_id=site.experiment_id, target=plan.target,
         config_yaml=plan.config_yaml, overrides=plan.overrides, submit_dir=site.submit_dir, job_names=names,
@@ -255,12 +280,11 @@ def _create_record(plan: ExperimentPlan, out: TextIO) -> ExperimentRecord:
     plan.packages.commit(record.path)
     if array is None:  # one batch: nothing is sent before every job is recorded
         record.write_jobs((_job_record(p), _artifacts(p)) for p in plan.jobs)
-        record.save_jobs(JobRecord(name=s.name, target=p.target, overrides=list(p.step_overrides[i]) if p.step_overrides else [])
-                         for p in plan.jobs for i, s in enumerate(p.job.steps))
+        record.save_jobs(_step_record(p, i) for p in plan.jobs for i in range(len(p.job.steps)))
     else:
-        _record_array(record, plan.jobs, array)
+        _record_array(record, plan, array)
     _fault("rendered")
-    count = len(allocations.task_names(plan.jobs))  # an allocation is not one more task
+    count = len(plan.task_names())  # an allocation is not one more task
     what = {"single": f"({plan.target})", "experiment": f"({plan.target}): {count} tasks",
             "sweep": f"({plan.target}): {count} jobs"}[plan.kind]
     out.write(f"experiment {plan.name}/{site.experiment_id} {what} in {record.path}\n")
@@ -268,15 +292,17 @@ def _create_record(plan: ExperimentPlan, out: TextIO) -> ExperimentRecord:
     return record
 
 
-def _record_array(record: ExperimentRecord, tasks: Sequence[PlannedJob], array: PlannedJob) -> None:
+def _record_array(record: ExperimentRecord, plan: ExperimentPlan, array: PlannedJob) -> None:
     """The tasks' records (small, ONE batch: one sync, not one per task), then the array's own
     record and artifacts: the array's record is what says it may exist on the backend, so it comes
-    last. Tasks already recorded (a resumed launch) keep their record."""
-    record.save_jobs(dataclasses.replace(_job_record(p), array=array.name, array_index=index)
-                     for index, p in enumerate(tasks) if not (record.job_dir(p.name) / JOB_FILE).exists())
+    last. Tasks already recorded (a resumed launch) keep their record. Each task's record is made
+    from its name and overrides as it is written (no job per task is made)."""
+    names, overrides = plan.record_names(), plan.job_overrides()
+    record.save_jobs(JobRecord(name=name, target=array.target, overrides=list(overrides[index]), array=array.name,
+                               array_index=index)
+                     for index, name in enumerate(names) if not (record.job_dir(name) / JOB_FILE).exists())
     _fault("tasks-recorded")
-    rec = JobRecord(name=array.name, target=array.target, array_of=[p.name for p in tasks],
-                    array_parallelism=array.job.array_parallelism)
+    rec = JobRecord(name=array.name, target=array.target, array_of=names, array_parallelism=array.job.array_parallelism)
     rec.artifacts = record.write_artifacts(array.name, _artifacts(array))
     record.save_job(rec)
 
@@ -284,7 +310,7 @@ def _record_array(record: ExperimentRecord, tasks: Sequence[PlannedJob], array: 
 def _reconcile(plan: ExperimentPlan, record: ExperimentRecord, out: TextIO) -> ExperimentRecord:
     """``--resume``: the plan must be the recorded one; jobs whose record was never written get it."""
     meta = record.meta
-    if allocations.record_names(plan.jobs) != list(meta["jobs"]):
+    if plan.record_names() != list(meta["jobs"]):
         raise ConfigError(f"experiment {record.id} no longer plans the same jobs (config files changed?); use rerun without --resume")
     plan.packages.commit(record.path)  # only an archive the record lacked (the launch died before writing it)
     changed = "would differ from the recorded one (config changed since launch?); use rerun without --resume"
@@ -294,7 +320,7 @@ def _reconcile(plan: ExperimentPlan, record: ExperimentRecord, out: TextIO) -> E
             raise ConfigError(f"array {name} {changed}")
         rec = record.try_job(name)
         if rec is None:  # the launch died before recording the array, so before sending it
-            _record_array(record, plan.jobs, plan.array)
+            _record_array(record, plan, plan.array)
             rec = record.job(name)
         stored = {a: f.read_text() for a in rec.artifacts if (f := record.job_dir(name) / a).exists()}  # gone: differs
         if any(stored.get(a) != t for a, t in _artifacts(plan.array).items()):
@@ -312,6 +338,9 @@ def _reconcile(plan: ExperimentPlan, record: ExperimentRecord, out: TextIO) -> E
                     stored_file = record.job_dir(p.name) / name
                     if not stored_file.exists() or stored_file.read_text() != text:
                         raise ConfigError(f"job {p.name}: {name} {changed}")
+        # a kill between the jobs' batch and their steps' batch left an allocation's tasks unrecorded
+        record.save_jobs(_step_record(p, i) for p in plan.jobs for i, s in enumerate(p.job.steps)
+                         if record.try_job(s.name) is None)
         pending = sum(1 for p in plan.jobs if record.job(p.name).phase != "submitted")
     out.write(f"experiment {meta['name']}/{record.id}: resuming, {pending} of {len(plan.jobs)} jobs not yet submitted\n")
     return record
@@ -358,14 +387,35 @@ def _native_dependencies(record: ExperimentRecord, p: PlannedJob) -> tuple[str, 
     return tuple(handles)
 
 
-def _send(record: ExperimentRecord, rec: JobRecord, p: PlannedJob, index: int) -> Handle:
+def _resolve_before_sending(record: ExperimentRecord, jobs: Sequence[PlannedJob]) -> dict[str, Job]:
+    """Every job still to send, resolved (:func:`nemorun.submitters.resolve`: ids only the service
+    knows, the Slurm cluster's option probe) BEFORE the first one is sent. Why: a refusal of the
+    third task of an experiment found only at its turn left the first two running; now it refuses
+    the launch with nothing sent. Lookups are cached by the submitters (one probe per cluster)."""
+    resolved: dict[str, Job] = {}
+    for p in jobs:
+        rec = record.job(p.name)
+        if rec.phase == "submitted" or rec.state == AppState.CANCELLED.value or rec.in_doubt:
+            continue
+        try:
+            resolved[p.name] = submitters.resolve(p.job)
+        except NemorunError as exc:
+            _failed(record, rec, exc)
+            raise _not_submitted(exc)(f"job {p.name} was not submitted: {one_line(str(exc))} (no job of this launch was sent; "
+                                      f"record: {record.path})") from exc
+    return resolved
+
+
+def _send(record: ExperimentRecord, rec: JobRecord, p: PlannedJob, index: int, resolved: Optional[Job] = None) -> Handle:
     """Resolve → render (only if resolving changed the job) → record exactly those bytes →
-    mark attempted → submit. Raises the submitter's NemorunError after recording it."""
-    job = p.job
+    mark attempted → submit. Raises the submitter's NemorunError after recording it. ``resolved``:
+    the job as :func:`_resolve_before_sending` resolved it (resolving again is then a cache hit)."""
+    job = p.job if resolved is None else resolved
     if p.depends_on and capabilities.of(p.target).native_dependencies:
         job = dataclasses.replace(job, dependencies=_native_dependencies(record, p), dependency_type=p.dependency_type)
     try:
-        job = submitters.resolve(job)
+        if job is not resolved:  # not resolved yet, or a dependency's handle was added since
+            job = submitters.resolve(job)
     except NemorunError as exc:
         _failed(record, rec, exc)
         raise
@@ -418,6 +468,7 @@ def _adopt(record: ExperimentRecord, rec: JobRecord, p: PlannedJob, out: TextIO)
 
 def _submit_jobs(record: ExperimentRecord, jobs: Sequence[PlannedJob], out: TextIO, *, quiet: bool) -> None:
     """Submit every job whose record is not yet submitted, in dependency order."""
+    resolved = _resolve_before_sending(record, jobs) if len(jobs) > 1 else {}
     advance, close = progress.bar("submitting", len(jobs), min_total=PROGRESS_MIN_JOBS)
     submitted = 0
     try:
@@ -442,7 +493,7 @@ def _submit_jobs(record: ExperimentRecord, jobs: Sequence[PlannedJob], out: Text
                     out.write(f"  job {p.name}: not submitted: {reason}\n")
                     continue
             try:
-                handle = _send(record, rec, p, index)
+                handle = _send(record, rec, p, index, resolved.get(p.name))
                 _steps_submitted(record, p)
             except NemorunError as exc:
                 left = len(jobs) - index - 1
@@ -463,8 +514,8 @@ def _steps_submitted(record: ExperimentRecord, p: PlannedJob) -> None:
     """Each task an allocation runs gets its step's handle once the job is on the backend, so
     status, logs and cancel take task names (nemorun.allocations); a resume completes them."""
     handle = record.job(p.name).handle_obj() if p.job.steps else None
-    for step in p.job.steps if handle is not None else ():
-        rec = record.try_job(step.name) or JobRecord(name=step.name, target=p.target)
+    for i, step in enumerate(p.job.steps if handle is not None else ()):
+        rec = record.try_job(step.name) or _step_record(p, i)
         if rec.phase != "submitted":
             rec.phase, rec.handle = "submitted", submitters.step_handle(handle, step.name).to_dict()
             rec.state, rec.submitted_at = AppState.SUBMITTED.value, record.job(p.name).submitted_at

@@ -21,7 +21,7 @@ from typing import Any, NoReturn, Optional, Sequence
 
 from nemorun import catalog, submitters, tracking
 from nemorun.api import Experiment, experiments
-from nemorun.errors import ConfigError, NemorunError, StoreError, one_line
+from nemorun.errors import ConfigError, NemorunError, StoreError, one_line, printable
 from nemorun.states import AppState
 from nemorun.store import ExperimentRecord
 
@@ -31,8 +31,19 @@ class _Parser(argparse.ArgumentParser):
     (argparse prints a usage line first); sub-command parsers are of this class too."""
 
     def error(self, message: str) -> NoReturn:
-        print(f"nemorun: error: {self.prog.removeprefix('nemorun ')}: {message} (see: {self.prog} --help)", file=sys.stderr)
+        print(printable(f"nemorun: error: {self.prog.removeprefix('nemorun ')}: {message} (see: {self.prog} --help)"), file=sys.stderr)
         raise SystemExit(2)
+
+
+def _count(text: str) -> int:
+    """``--limit``: -1 was SQLite's "no limit" and 2**64 a sqlite3 traceback."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 0 (0 = all), not {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 0 (0 = all), not {text!r}")
+    return value
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -40,7 +51,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     ls = sub.add_parser("list", help="experiments, newest first")
     ls.add_argument("--name", help="only experiments with this name")
-    ls.add_argument("--limit", type=int, default=20, help="at most this many (0 = all; default 20)")
+    ls.add_argument("--limit", type=_count, default=20, help="at most this many (0 = all; default 20)")
     for name, help_ in (("show", "config, overrides, artifacts and jobs"), ("status", "live job states from the backends")):
         c = sub.add_parser(name, help=help_)
         c.add_argument("id", metavar="ID")
@@ -102,7 +113,7 @@ def _headers(keys: Sequence[str]) -> list[str]:
 
 
 def _swept(exp: Any) -> tuple[list[str], dict[str, dict[str, str]]]:
-    return catalog.swept_values({j.name: j.overrides for j in exp.jobs})
+    return catalog.swept_values({j.name: j.overrides for j in exp.jobs}, kind=exp.meta.get("kind", "single"))
 
 
 def _cell(value: Any) -> str:
@@ -161,7 +172,10 @@ def _job_rows(exp: Any, values: dict[str, dict[str, str]]) -> list[dict[str, Any
 
 def _cmd_show(args: argparse.Namespace) -> int:
     exp = Experiment.load(args.id)
-    config = (exp.path / "config.yaml").read_text()
+    try:  # the rest of a record is worth showing when its config is gone (a rerun says why it cannot)
+        config = (exp.path / "config.yaml").read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        config = f"(config.yaml cannot be read: {type(exc).__name__}; the record is damaged)\n"
     keys, values = _swept(exp)
     jobs = _job_rows(exp, values)
     if args.json:
@@ -188,7 +202,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
     records = exp.jobs  # read once: Experiment.status() would read them again, as would _swept
     states = tracking.refresh(exp.record, records)
     jobs = {j.name: j for j in records}
-    keys, values = catalog.swept_values({j.name: j.overrides for j in records})
+    keys, values = catalog.swept_values({j.name: j.overrides for j in records}, kind=exp.meta.get("kind", "single"))
     if args.json:
         _dump({"id": exp.id, "name": exp.name, "swept": keys, "jobs": {
             n: {"state": s.state.value, "exit_code": s.exit_code, "detail": s.detail, "values": values.get(n, {}),
@@ -252,7 +266,7 @@ def main(argv: Sequence[str]) -> int:
     try:
         return _COMMANDS[args.command](args)
     except NemorunError as exc:
-        print(f"nemorun: error: {one_line(str(exc))}", file=sys.stderr)
+        print(f"nemorun: error: {printable(one_line(str(exc)))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         return 130

@@ -253,3 +253,56 @@ def wrap_override_merge(adjust: Callable[[Any, Any], Any]) -> None:
     apply.nemorun_adjust = adjust  # type: ignore[attr-defined]
     apply.nemorun_original = original  # type: ignore[attr-defined]
     ConfigLoaderImpl._apply_overrides_to_config = staticmethod(apply)  # type: ignore[method-assign]
+
+
+def store_schema(name: str, schema: type, provider: str) -> None:
+    """Put ``schema`` in Hydra's ConfigStore as ``name`` (group-less), converted to a DictConfig
+    the first time a compose loads it rather than now.
+
+    Why: ``ConfigStore.store`` converts at once (``OmegaConf.structured``, the costliest part of
+    registering every option's schema), a compose loads the few its defaults pick, and each
+    compose deep-copies the whole store (``CachingConfigRepository`` copies the repository and
+    with it the store). What Hydra loads is the same DictConfig ``store`` would have made.
+
+    Private: the layout of ``ConfigStore.repo`` and ``ConfigNode``, which ``ConfigStore.store``
+    writes and ``ConfigStore.load`` copies (a shallow copy, then its ``node`` replaced by a deep copy).
+    """
+    from hydra.core.config_store import ConfigStore
+
+    if not name.endswith(".yaml"):
+        name = f"{name}.yaml"
+    ConfigStore.instance().repo[name] = _lazy_node_class()(name, schema, provider)
+
+
+@lru_cache(maxsize=1)
+def _lazy_node_class() -> type:
+    """Built on first use: ``ConfigNode`` lives in Hydra, which a compose-cache hit never imports."""
+    from hydra.core.config_store import ConfigNode
+    from omegaconf import OmegaConf
+
+    class LazyConfigNode(ConfigNode):  # type: ignore[misc, valid-type]
+        """A ConfigNode whose ``node`` is ``OmegaConf.structured(schema)``, made once and shared by
+        every copy (ConfigStore.load hands out deep copies of it, never the node itself)."""
+
+        def __init__(self, name: str, schema: type, provider: str):
+            self.name, self.group, self.package, self.provider = name, None, None, provider
+            self._schema = schema
+            self._converted: list[Any] = []
+
+        @property  # type: ignore[override]
+        def node(self) -> Any:
+            if not self._converted:
+                self._converted.append(OmegaConf.structured(self._schema))
+            return self._converted[0]
+
+        @node.setter
+        def node(self, value: Any) -> None:  # ConfigStore.load sets the copy's own node
+            self._converted = [value]
+
+        def __deepcopy__(self, memo: dict[int, Any]) -> Any:
+            import copy
+
+            # shares the made node: nobody changes it, a caller of ConfigStore.load gets a deep copy
+            return copy.copy(self)
+
+    return LazyConfigNode

@@ -9,8 +9,8 @@ is a pure function of this value.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
-from typing import Any, Literal, Mapping, Optional, Union
+from dataclasses import dataclass, field, replace
+from typing import Any, Iterator, Literal, Mapping, Optional, Sequence, TypeVar, Union
 
 from nemorun.schemas.core import NonePackagerConfig
 from nemorun.schemas.dgxcloud import DgxCloudExecutorConfig
@@ -173,6 +173,88 @@ class ArrayTask:
     task: Task
 
 
+T = TypeVar("T")
+
+
+class ComputedSequence(Sequence[T]):
+    """A read-only sequence whose items are made when read (``_item``), for tables of a sweep's
+    jobs that would cost an object per job if held: indexes, negative indexes, slices and
+    iteration are handled here once."""
+
+    def _item(self, index: int) -> T:
+        raise NotImplementedError
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return [self._item(i) for i in range(*index.indices(len(self)))]
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        return self._item(index)
+
+    def __iter__(self) -> Iterator[T]:
+        return (self._item(i) for i in range(len(self)))
+
+
+@dataclass(frozen=True)
+class NumberedNames(ComputedSequence[str]):
+    """A sweep's job names (``train-0007``), made when read: 10,000 names cost two fields, not
+    10,000 strings held for the whole launch. One job keeps the bare ``prefix``."""
+
+    prefix: str
+    count: int
+
+    def __len__(self) -> int:
+        return self.count
+
+    def _item(self, index: int) -> str:
+        if self.count == 1:
+            return self.prefix
+        return f"{self.prefix}-{index:0{len(str(self.count - 1))}d}"
+
+
+@dataclass(frozen=True)
+class ArrayTable(ComputedSequence[ArrayTask]):
+    """The tasks of an array job as columns: task i is ``base`` with, for each column, the value at
+    ``path`` under ``base.params`` set to the column's i-th value.
+
+    Why columns: a value-only sweep of 10,000 points differs per task by one or two values, so a
+    reference per task and column is what it costs (not a Task, a params dict and a name per
+    task, held from planning to the end of the launch). Each :class:`ArrayTask` is made when read.
+    Every ``path`` exists in ``base.params`` and none is a prefix of another (the planner's rule),
+    so setting a column's value where a task keeps the base's changes nothing.
+    """
+
+    base: Task
+    names: Sequence[str]
+    columns: tuple[tuple[tuple[str, ...], Sequence[Any]], ...] = ()
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def params(self, index: int) -> Mapping[str, Any]:
+        return with_values(self.base.params, {path: values[index] for path, values in self.columns})
+
+    def _item(self, index: int) -> ArrayTask:
+        return ArrayTask(self.names[index], replace(self.base, params=self.params(index)))
+
+
+def with_values(params: Mapping[str, Any], changes: Mapping[tuple[str, ...], Any]) -> dict[str, Any]:
+    """``params`` with ``changes`` (path under params -> value) set, copying only the dicts on a
+    changed path: the rest is shared with ``params`` (never mutated), so many variants of one
+    task's params hold small dicts, not deep copies."""
+    out = dict(params)
+    for path, value in changes.items():
+        node = out
+        for part in path[:-1]:
+            child = node.get(part)
+            node[part] = child = dict(child) if isinstance(child, Mapping) else {}
+            node = child
+        node[path[-1]] = value
+    return out
+
+
 @dataclass(frozen=True)
 class Step:
     """One task of a multi-task experiment run as one step of a shared Slurm job (``allocation:``).
@@ -229,8 +311,9 @@ class Job:
     # the packager's typed config, for packagers a target applies itself (configmap)
     packager: PackagerConfig = field(default_factory=NonePackagerConfig)
     # non-empty: ONE array job (a value-only sweep) whose array task i runs array_tasks[i]
-    # (Slurm: --array=0-(n-1), selected by SLURM_ARRAY_TASK_ID); ``task`` is array_tasks[0]'s
-    array_tasks: tuple["ArrayTask", ...] = ()
+    # (Slurm: --array=0-(n-1), selected by SLURM_ARRAY_TASK_ID); ``task`` is array_tasks[0]'s.
+    # The planner gives an ArrayTable (columns, tasks made when read); a tuple works as well
+    array_tasks: Sequence["ArrayTask"] = ()
     # at most this many array tasks at once (Slurm: the %N of --array); None = no limit
     array_parallelism: Optional[int] = None
     # non-empty: ONE Slurm job running these tasks as concurrent steps (an experiment's

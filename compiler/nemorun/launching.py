@@ -16,7 +16,7 @@ from omegaconf import DictConfig
 from nemorun import compose
 from nemorun.errors import ConfigError
 from nemorun.execute import Outcome, execute, raise_if_failed
-from nemorun.lower import Site
+from nemorun.lower import MAX_PARALLEL_SINGLE, Site
 from nemorun.packaging import Packages
 from nemorun.plan import default_site, plan, plan_config
 from nemorun.store import ExperimentRecord
@@ -25,6 +25,8 @@ MAX_PARALLEL_KEY = "hydra.launcher.max_parallel"
 
 
 def _max_parallel(overrides: Sequence[str]) -> Optional[int]:
+    if not any(MAX_PARALLEL_KEY in o for o in overrides):  # no parse (Hydra's parser imports all of Hydra) on a cache hit
+        return None
     values = [o.value() for o in compose.parse_overrides(overrides) if str(o.key_or_group) == MAX_PARALLEL_KEY]
     return values[-1] if values else None
 
@@ -41,6 +43,9 @@ def launch(overrides: Sequence[str], *, multirun: Optional[bool] = None, out: Te
         if multirun is None:
             multirun = compose.is_sweep(overrides)
     if not multirun:
+        with compose.described():
+            if _max_parallel(overrides) is not None:  # Hydra's launcher key: only a sweep has a launcher
+                raise ConfigError(f"hydra.launcher.{MAX_PARALLEL_SINGLE}")
         return launch_composed(compose.compose_single(overrides), overrides, out=out)
     with compose.hydra_context() as loader, compose.described():
         composer = compose.FilesComposer(loader)
@@ -69,6 +74,8 @@ def rerun(record: ExperimentRecord, overrides: Sequence[str], *, fresh_code: boo
     with compose.hydra_context() as loader, compose.described():
         if not multirun and compose.is_sweep(overrides):
             raise ConfigError(f"experiment {record.id} is a single run: a rerun takes plain values, not sweeps")
+        if not multirun and _max_parallel(overrides) is not None:
+            raise ConfigError(f"hydra.launcher.{MAX_PARALLEL_SINGLE}")
         first_stored = compose.sweep_batch(stored)[0] if multirun else stored
         composer = compose.SnapshotComposer(compose.snapshot(record.path / "config.yaml"), first_stored, loader)
         batch = compose.sweep_batch(combined) if multirun else [combined]
@@ -91,11 +98,12 @@ def resume(record: ExperimentRecord, *, out: TextIO = sys.stdout) -> Outcome:
     packages = Packages(site, record_dir=record.path)
     overrides = list(meta.get("overrides", []))
     multirun = bool(meta.get("multirun"))
-    parallel = None
+    # a sweep's lanes (hydra.launcher.max_parallel) are planned again, or its jobs would all start at once
+    parallel = _max_parallel(overrides) if multirun else None
     if meta.get("arrays"):
         [array_name] = list(meta["arrays"])
         array = record.try_job(array_name)  # None: the launch died before recording the array
-        parallel = array.array_parallelism if array is not None else _max_parallel(overrides)
+        parallel = array.array_parallelism if array is not None else parallel
     with compose.hydra_context() as loader, compose.described():
         composer = compose.FilesComposer(loader)
         batch = compose.sweep_batch(overrides) if multirun else [overrides]

@@ -453,9 +453,10 @@ def max_parallel(cfg: DictConfig, alias: Optional[int] = None) -> Optional[int]:
     value = cfg.get("max_parallel")
     if value is not None and alias is not None and value != alias:
         raise ConfigError(f"max_parallel={value} and hydra.launcher.max_parallel={alias} disagree; set max_parallel only")
+    key = "max_parallel" if value is not None else "hydra.launcher.max_parallel"  # the one the user wrote
     value = value if value is not None else alias
     if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-        raise ConfigError(f"max_parallel must be a whole number >= 1 (got {value!r})")
+        raise ConfigError(f"{key} must be a whole number >= 1 (got {value!r})")
     return value
 
 

@@ -86,8 +86,9 @@ class ExperimentPlan:
     site: Site
     name: str
     kind: PlanKind
-    # every job, in an order where each comes after the jobs it depends on
-    jobs: tuple[PlannedJob, ...]
+    # every job, in an order where each comes after the jobs it depends on (an array's tasks:
+    # an ArrayTaskJobs, each made when read)
+    jobs: Sequence[PlannedJob]
     # the composed config (interpolations unresolved, no secret values) and the overrides given
     config_yaml: str
     overrides: tuple[str, ...]
@@ -103,6 +104,55 @@ class ExperimentPlan:
     @property
     def target(self) -> str:
         return self.jobs[0].target
+
+    def record_names(self) -> list[str]:
+        """What ``experiment.json`` lists (:func:`nemorun.allocations.record_names`), read
+        without making each array task's job."""
+        if isinstance(self.jobs, ArrayTaskJobs):
+            return list(self.jobs.names)
+        return allocations.record_names(self.jobs)
+
+    def task_names(self) -> list[str]:
+        """What the user launched (:func:`nemorun.allocations.task_names`): an array's tasks by name."""
+        if isinstance(self.jobs, ArrayTaskJobs):
+            return list(self.jobs.names)
+        return allocations.task_names(self.jobs)
+
+    def job_overrides(self) -> Sequence[Sequence[str]]:
+        """Each job's overrides, in ``jobs`` order (an array's: the batch itself, not a copy)."""
+        if isinstance(self.jobs, ArrayTaskJobs):
+            return self.jobs.overrides
+        return [p.overrides for p in self.jobs]
+
+
+@dataclass(frozen=True)
+class ArrayTaskJobs(ir.ComputedSequence[PlannedJob]):
+    """The tasks of an array sweep as jobs (record names, folders, overrides), each made when read.
+
+    Why: what is sent is the array (``ExperimentPlan.array``); the tasks are only recorded and
+    shown, a few fields each. Holding a Job and a PlannedJob per task from planning to the end of
+    the launch made a 10,000-task dry run cost ~20 MB more than a 1,000-task one.
+    """
+
+    # the sweep's first job: every task is it with its own name, folder and task
+    first: Job
+    tasks: Sequence[ir.ArrayTask]
+    # each task's overrides (the batch given to plan())
+    overrides: Sequence[Sequence[str]]
+
+    @property
+    def names(self) -> Sequence[str]:
+        tasks = self.tasks
+        return tasks.names if isinstance(tasks, ir.ArrayTable) else [t.name for t in tasks]
+
+    def __len__(self) -> int:
+        return len(self.tasks)
+
+    def _item(self, index: int) -> PlannedJob:
+        task = self.tasks[index]
+        job = dataclasses.replace(self.first, name=task.name, task=task.task,
+                                  job_dir=os.path.join(os.path.dirname(self.first.job_dir), task.name))
+        return PlannedJob(job, None, tuple(self.overrides[index]))
 
 
 def default_site(experiment_id: Optional[str] = None) -> Site:
@@ -143,7 +193,7 @@ def plan(
         raise ConfigError("nothing to launch: the sweep has no jobs")
     packages = packages or Packages(site)
     # as typed: the ``++`` that free-form maps get for composing is not what the user wrote
-    batch = [as_typed(job) if any(o.startswith("++") for o in job) else job for job in batch]
+    batch = _TypedBatch(batch)
     command = tuple(as_typed(command_overrides if command_overrides is not None else batch[0]))
     with batched_shell_checks() as label:
         if multirun:
@@ -169,6 +219,22 @@ def plan_config(cfg: DictConfig, site: Site, overrides: Sequence[str] = ()) -> E
     """The plan of one config composed elsewhere (tests, ``@hydra.main``): multi-task experiments
     compose their tasks from the files."""
     return plan([list(overrides)], _NoCompose(), site, first=cfg)
+
+
+class _TypedBatch(ir.ComputedSequence[Sequence[str]]):
+    """Each job's overrides as typed (``++`` taken off free-form keys: what the user wrote), made
+    when read. The batch given is the caller's and lives as long as the plan: a typed copy of it
+    would be one more list and string per job (~1 MB at 10,000 jobs)."""
+
+    def __init__(self, batch: Sequence[Sequence[str]]):
+        self._batch = batch
+
+    def __len__(self) -> int:
+        return len(self._batch)
+
+    def _item(self, index: int) -> Sequence[str]:
+        job = self._batch[index]
+        return as_typed(job) if any(o.startswith("++") for o in job) else job
 
 
 class _NoCompose:
@@ -284,9 +350,8 @@ def _has_interpolation(cfg: Any) -> bool:
     return False
 
 
-def job_names(task_name: str, count: int) -> list[str]:
-    width = len(str(count - 1))
-    return [f"{task_name}-{i:0{width}d}" for i in range(count)] if count > 1 else [task_name]
+def job_names(task_name: str, count: int) -> Sequence[str]:
+    return ir.NumberedNames(task_name, count)
 
 
 _MISSING = object()
@@ -314,19 +379,53 @@ def _first_line(exc: BaseException) -> str:
     return text
 
 
-def _with_values(params: Mapping[str, Any], changes: Mapping[tuple[str, ...], Any]) -> dict[str, Any]:
-    """``params`` with ``changes`` set, copying only the dicts on a changed path: the rest is
-    shared with the first job (the IR is never mutated), so a 10,000-job sweep holds 10,000
-    small dicts, not 10,000 deep copies."""
-    out = dict(params)
-    for path, value in changes.items():
-        node = out
-        for part in path[:-1]:
-            child = node.get(part)
-            node[part] = child = dict(child) if isinstance(child, Mapping) else {}
-            node = child
-        node[path[-1]] = value
-    return out
+_with_values = ir.with_values
+# a task of the table that keeps the first job's value at a column's path
+_KEEP = object()
+
+
+class _Rows:
+    """The task params of the sweep jobs patched from its first job, as columns (one per changed
+    path, a value per job): such a job is not lowered to a Job of its own while planning, and an
+    array sweep never makes one (ir.ArrayTable). Row i of a job that is not such a job keeps
+    every value (_KEEP): that job is held as a Job."""
+
+    def __init__(self, base: Mapping[str, Any]):
+        self.base = base
+        self.columns: dict[tuple[str, ...], list[Any]] = {}
+        self.count = 0
+
+    def fits(self, paths: Sequence[tuple[str, ...]]) -> bool:
+        """No path a prefix of another (nor of a column's): then the order in which a job's values
+        are set cannot matter, and neither can setting a kept value again."""
+        new = [p for p in paths if p not in self.columns]
+        known = [*self.columns, *paths]
+        return not any(a != b and b[:len(a)] == a or a != b and a[:len(b)] == b for a in new for b in known)
+
+    def add(self, changes: Mapping[tuple[str, ...], Any]) -> None:
+        for path in changes:
+            if path not in self.columns:
+                self.columns[path] = [_KEEP] * self.count
+        for path, column in self.columns.items():
+            column.append(changes.get(path, _KEEP))
+        self.count += 1
+
+    def params(self, index: int) -> dict[str, Any]:
+        return _with_values(self.base, {p: c[index] for p, c in self.columns.items() if c[index] is not _KEEP})
+
+    def table(self, base: ir.Task, names: Sequence[str]) -> Optional[ir.ArrayTable]:
+        """The rows as an ir.ArrayTable (kept values filled in from ``base``), or None when a column's
+        path is not in ``base``'s params (a task adding a parameter): the tasks are then made one by one."""
+        kept = {}
+        for path in self.columns:
+            node: Any = base.params
+            for part in path:
+                if not isinstance(node, Mapping) or part not in node:
+                    return None
+                node = node[part]
+            kept[path] = node
+        columns = tuple((path, [kept[path] if v is _KEEP else v for v in column]) for path, column in self.columns.items())
+        return ir.ArrayTable(base, names, columns)
 
 
 class _CallChecks:
@@ -345,25 +444,38 @@ class _CallChecks:
             self._passed.add(key)
 
 
-def _patched(group: _Group, values: Mapping[str, Any], site: Site, name: str, calls: _CallChecks) -> tuple[Job, bool]:
-    """The job, and whether only its name, folder and task params differ from the group's first."""
+def _param_changes(group: _Group, values: Mapping[str, Any]) -> Optional[dict[tuple[str, ...], Any]]:
+    """The task params a job sets differently from its group's first job (path under params ->
+    value), when that is ALL it changes and the first job's IR can be patched; else None."""
     changed = {k: p for k, p in values.items() if group.values.get(k, _MISSING) != p.value() or k not in group.values}
-    job_dir = os.path.join(site.experiment_dir(group.first.experiment_name), "jobs", name)
     if group.ir_patchable and changed and all(k.startswith("task.params.") for k in changed) and all(
         _primitive(p.value()) for p in changed.values()
     ):
-        params = _with_values(group.first.task.params, {tuple(k.split(".")[2:]): ov.value() for k, ov in changed.items()})
-        task = dataclasses.replace(group.first.task, params=params)
-        if task.kind == "function":
-            calls.check(str(task.target), params, group.first.package.source_dir or group.first.workdir)
-        return dataclasses.replace(group.first, name=name, job_dir=job_dir, task=task), True
+        return {tuple(k.split(".")[2:]): ov.value() for k, ov in changed.items()}
+    return None
+
+
+def _checked_params(group: _Group, changes: Mapping[tuple[str, ...], Any], calls: _CallChecks) -> dict[str, Any]:
+    params = _with_values(group.first.task.params, changes)
+    if group.first.task.kind == "function":
+        calls.check(str(group.first.task.target), params, group.first.package.source_dir or group.first.workdir)
+    return params
+
+
+def _patched(group: _Group, values: Mapping[str, Any], site: Site, name: str, calls: _CallChecks) -> Job:
+    """The job, its group's first with other values (patched in the IR, or merged and lowered again)."""
+    changes = _param_changes(group, values)
+    if changes is not None:
+        task = dataclasses.replace(group.first.task, params=_checked_params(group, changes, calls))
+        job_dir = os.path.join(site.experiment_dir(group.first.experiment_name), "jobs", name)
+        return dataclasses.replace(group.first, name=name, job_dir=job_dir, task=task)
     try:
         apply_overrides(list(values.values()), group.cfg)
     except Exception as exc:
         raise ConfigError(f"job {name}: {_first_line(exc)}") from exc
     if not all(_primitive(p.value()) for p in values.values()):
         lower.check_config(group.cfg)
-    return lower.compile_job(group.cfg, site, job_name=name, package=group.first.package), False
+    return lower.compile_job(group.cfg, site, job_name=name, package=group.first.package)
 
 
 # Keys that describe the whole sweep (its experiment, dry run, wait, render folder, limit): the plan
@@ -388,27 +500,31 @@ def _plan_sweep(
 ) -> ExperimentPlan:
     table = ValueTable(command)
     groups: dict[tuple[str, ...], _Group] = {}
-    names: list[str] = []
+    names: Sequence[str] = ()
     experiment = ""
     first_cfg: Optional[DictConfig] = None
     first_yaml = ""
-    lowered: list[Job] = []
-    # indexes of jobs known to differ from the first only in name, folder and task params
-    same_but_params: set[int] = {0}
+    # a Job per sweep job, except None for a job patched from the first one in its task params
+    # only: that job is row i of ``rows`` (made into a Job only if the sweep is not an array)
+    lowered: list[Optional[Job]] = []
+    rows: Optional[_Rows] = None
     calls = _CallChecks()
-    # per distinct override text: (parsed, key if it sets a value else None, whether it selects the group)
-    kinds: dict[str, tuple[Any, Optional[str], bool]] = {}
+    # (key if the override sets a value else None, whether it selects the group), per kind of
+    # override: it depends on the key and the override's type only, not on the value
+    kinds: dict[tuple[Any, ...], tuple[Optional[str], bool]] = {}
 
     def kind(text: str) -> tuple[Any, Optional[str], bool]:
-        found = kinds.get(text)
+        p = table.get(text)
+        shape = (p.key_or_group, p.type, p.package)
+        found = kinds.get(shape)
         if found is None:
-            p = table.get(text)
             value = is_value_override(p, composer.is_group)
             # a packager value (packager.subpath=a,b) changes the code: its own group, its own archive
-            found = kinds[text] = (p, str(p.key_or_group) if value else None, not value or _packager_key(p))
-        return found
+            found = kinds[shape] = (str(p.key_or_group) if value else None, not value or _packager_key(p))
+        return (p, *found)
 
     sweep_wide: dict[str, Any] = {}
+    job: Optional[Job]
     advance_planned, close_planned = progress.bar("planning", len(batch), min_total=PROGRESS_MIN_JOBS)
     try:
         for index, job_overrides in enumerate(batch):
@@ -418,6 +534,7 @@ def _plan_sweep(
             _one_value_per_sweep(values, sweep_wide)
             group = groups.get(selection)
             if first_cfg is None or group is None:
+                table.remember(job_overrides)  # merged by Hydra: its lines' literals, not a parse each
                 cfg = composer.compose(list(job_overrides))
                 if cfg.get("experiment") is not None:
                     raise ConfigError(SWEPT_EXPERIMENT)
@@ -427,37 +544,71 @@ def _plan_sweep(
                     names = job_names(lower.task_of(cfg).name, len(batch))
                     experiment = lower.experiment_name(cfg)
                 cfg.name = experiment  # every job of the sweep lives in the one experiment
-                job = lower.compile_job(cfg, site, job_name=names[index], package=packages.package(cfg))
-                groups[selection] = _Group(cfg, job, {k: p.value() for k, p in values.items()})
+                composed = lower.compile_job(cfg, site, job_name=names[index], package=packages.package(cfg))
+                groups[selection] = _Group(cfg, composed, {k: p.value() for k, p in values.items()})
+                rows = rows or _Rows(composed.task.params)
+                rows.add({})
+                job = composed
             else:
-                job, params_only = _patched(group, values, site, names[index], calls)
-                if params_only and group.first is lowered[0]:
-                    same_but_params.add(index)
+                assert rows is not None
+                changes = _param_changes(group, values) if group.first is lowered[0] else None
+                if changes is not None and rows.fits(list(changes)):
+                    _checked_params(group, changes, calls)
+                    rows.add(changes)
+                    job = None
+                else:
+                    table.remember(job_overrides)  # may be merged by Hydra (_patched)
+                    job = _patched(group, values, site, names[index], calls)
+                    rows.add({})
             lowered.append(job)
             advance_planned()
     finally:
         close_planned()
-    assert first_cfg is not None
+    assert first_cfg is not None and rows is not None
+    first = lowered[0]
+    assert first is not None
+    jobs_dir = os.path.dirname(first.job_dir)
+
+    def job_at(index: int) -> Job:
+        job = lowered[index]
+        if job is not None:
+            return job
+        task = dataclasses.replace(first.task, params=rows.params(index))
+        return dataclasses.replace(first, name=names[index], job_dir=os.path.join(jobs_dir, names[index]), task=task)
+
     max_parallel = lower.max_parallel(first_cfg, max_parallel)
     packed = allocations.sweep_allocation(first_cfg, max_parallel, batch)  # allocation=NAME: ONE job, a step per job
     array = None
-    if packed is None and capabilities.of(lowered[0].target).arrays:
-        array_ir = array_job(lowered, max_parallel, known_alike=same_but_params)
+    if packed is None and capabilities.of(first.target).arrays:
+        array_tasks = None
+        if len(batch) > 1 and first.task.kind == "function" and all(j is None for j in lowered[1:]):
+            array_tasks = rows.table(first.task, names)  # every job a row: no Job per task, ever
+        if array_tasks is not None:
+            array_ir: Optional[Job] = _array_of(first, array_tasks, max_parallel)
+        else:
+            array_ir = array_job([job_at(i) for i in range(len(lowered))], max_parallel,
+                                 known_alike={i for i, j in enumerate(lowered) if j is None})
         if array_ir is not None:
             # ONE script and one table are what is sent: validate that, not a script per task
             label(f"array {array_ir.name}", array_ir.name)
             array = PlannedJob(array_ir, render_job(array_ir))
+            common = dict(site=site, name=experiment, kind="sweep", config_yaml=first_yaml, overrides=command,
+                          multirun=True, packages=packages, array=array, dryrun=bool(first_cfg.get("dryrun")),
+                          render_dir=first_cfg.get("render_dir"), wait=bool(first_cfg.get("wait")))
+            return ExperimentPlan(jobs=ArrayTaskJobs(first, array_ir.array_tasks, batch), **common)  # type: ignore[arg-type]
     jobs: list[PlannedJob] = []
-    # a script per job is what takes long (an array has one, rendered above): a bar on a terminal
-    # (a packed sweep, too, sends one script: allocations.pack_sweep renders it from the jobs)
-    one_script = array is not None or packed is not None
+    # a script per job is what takes long: a bar on a terminal (a packed sweep sends one script:
+    # allocations.pack_sweep renders it from the jobs)
+    one_script = packed is not None
     advance, close = progress.bar("rendering", len(lowered), min_total=len(lowered) + 1 if one_script else PROGRESS_MIN_JOBS)
     try:
-        for job, job_overrides in zip(lowered, batch):
+        for index, job_overrides in enumerate(batch):
+            job = job_at(index)
             if not one_script:
                 label(f"job {job.name}", job.name)
+            # lower.parallel_lane reads the names of the jobs before this one only
             jobs.append(PlannedJob(job, None if one_script else render_job(job), tuple(job_overrides),
-                                   *lower.parallel_lane(lowered, len(jobs), None if array else max_parallel)))
+                                   *lower.parallel_lane(jobs, len(jobs), max_parallel)))  # type: ignore[arg-type]
             advance()
     finally:
         close()
@@ -476,7 +627,8 @@ def array_job(jobs: Sequence[Job], parallelism: Optional[int] = None, *, known_a
     The rule: every job is a function task, and its IR equals the first's once name, job folder
     and task params are set aside — so array task i differs only by its row of ``tasks.jsonl``.
     (Sweeps of inline or script tasks stay separate jobs.) ``known_alike``: indexes the planner
-    made from the first job by changing only those (their comparison is skipped).
+    made from the first job by changing only those (their comparison is skipped). The planner
+    calls this only when a job was lowered on its own; otherwise it builds the table directly.
     """
     if len(jobs) < 2:
         return None
@@ -490,8 +642,10 @@ def array_job(jobs: Sequence[Job], parallelism: Optional[int] = None, *, known_a
             return None
         if dataclasses.replace(job, name=first.name, job_dir=first.job_dir, task=first.task) != first:
             return None
+    return _array_of(first, tuple(ir.ArrayTask(j.name, j.task) for j in jobs), parallelism)
+
+
+def _array_of(first: Job, tasks: Sequence[ir.ArrayTask], parallelism: Optional[int]) -> Job:
     name = f"{first.task.name}-array"
-    return dataclasses.replace(
-        first, name=name, job_dir=os.path.join(os.path.dirname(first.job_dir), name),
-        array_tasks=tuple(ir.ArrayTask(j.name, j.task) for j in jobs), array_parallelism=parallelism,
-    )
+    return dataclasses.replace(first, name=name, job_dir=os.path.join(os.path.dirname(first.job_dir), name),
+                               array_tasks=tasks, array_parallelism=parallelism)

@@ -83,7 +83,8 @@ class StateBoard:
     @classmethod
     def of(cls, record: ExperimentRecord, names: Sequence[str]) -> "StateBoard":
         jobs = {n: record.try_job(n) for n in names}
-        keys, values = catalog.swept_values({n: j.overrides for n, j in jobs.items() if j is not None})
+        keys, values = catalog.swept_values({n: j.overrides for n, j in jobs.items() if j is not None},
+                                            kind=record.meta.get("kind", "single"))
         return cls(list(names), keys, values)
 
     def table(self, states: Mapping[str, JobStatus]) -> Any:

@@ -573,7 +573,11 @@ def _param_value(value: Any) -> Any:
     if isinstance(value, Config):
         return value.to_dict()
     if isinstance(value, Mapping):
-        return {str(k): _param_value(v) for k, v in value.items()}
+        for k in value:
+            if not isinstance(k, str):  # the job's function.yaml (JSON) has string keys only
+                raise ConfigError(f"mapping key {k!r} ({type(k).__name__}) would reach the function as the string {str(k)!r}: "
+                                  "use string keys")
+        return {k: _param_value(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_param_value(v) for v in value]
     return value
@@ -661,6 +665,20 @@ def _reads_back_bare(text: str) -> bool:
     return type(parsed.value()) is str and parsed.value() == text
 
 
+def _parsed_key(key: str) -> Any:
+    [parsed] = _parser().parse_overrides([f"k={{{key}: 0}}"])
+    return next(iter(parsed.value()))
+
+
+@functools.lru_cache(maxsize=4096)
+def _key_reads_back(key: str) -> bool:
+    """Whether ``{key: ...}`` in an override composes with exactly this string key: Hydra reads
+    ``{1: a}`` as int 1, ``{null: a}`` as None, ``{1e3: a}`` as 1000.0 (the IR and config.yaml
+    then hold that, not the ``'1'`` the Python code passed)."""
+    found = _parsed_key(key)
+    return type(found) is str and found == key
+
+
 @functools.lru_cache(maxsize=1)
 def _parser() -> Any:
     from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -695,6 +713,9 @@ def hydra_value(value: Any, interpolate: bool = False) -> str:
         for key in value:
             if not _BARE_KEY.fullmatch(key):
                 raise ConfigError(f"mapping key {key!r} cannot be written as an override; use letters, digits and _ . / -")
+            if not _key_reads_back(key):
+                raise ConfigError(f"mapping key {key!r} would arrive as {_parsed_key(key)!r} (Hydra's override grammar reads "
+                                  "a key that looks like a number, bool or null as one); use a key such as 'k" + key + "'")
         return "{" + ", ".join(f"{k}: {hydra_value(v)}" for k, v in value.items()) + "}"
     raise ConfigError(f"{type(value).__name__} value {value!r} cannot be part of a config; use str, int, float, bool, "
                       "None, lists, dicts or nemorun.Config(...)")
@@ -704,7 +725,7 @@ def _map_overrides(path: str, mapping: Mapping[str, Any]) -> list[str]:
     """A free-form map (``task.params``, ``task.env``) one key per override, as a user types it
     (``task.params.lr=0.1``: a rerun's ``task.params.lr=...`` then reads the same); keys that
     are not identifiers go as one mapping value instead."""
-    if all(_IDENTIFIER.fullmatch(k) for k in mapping):
+    if all(isinstance(k, str) and _IDENTIFIER.fullmatch(k) for k in mapping):
         return [f"{path}.{k}={hydra_value(v)}" for k, v in mapping.items()]
     return [f"{path}={hydra_value(dict(mapping))}"]
 
@@ -808,6 +829,9 @@ def sweep_overrides(task: Task, grid: Mapping[str, Sequence[Any]]) -> list[str]:
     """``key=v1,v2`` per grid axis; a bare key is a function parameter (``task.params.<key>``)."""
     out = []
     for key, values in grid.items():
+        if isinstance(values, (str, bytes, Mapping)) or not hasattr(values, "__iter__"):
+            # list("0.1") would sweep '0', '.', '1' without a word
+            raise ConfigError(f"sweep axis {key!r}: give a list of values, e.g. [{values!r}], not a {type(values).__name__}")
         values = list(values)
         if not values:
             raise ConfigError(f"sweep axis {key!r} has no values")

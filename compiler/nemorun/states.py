@@ -5,6 +5,8 @@ import enum
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional
 
+from nemorun import secrets
+
 
 class AppState(str, enum.Enum):
     UNSUBMITTED = "UNSUBMITTED"
@@ -47,3 +49,9 @@ class JobStatus:
     exit_code: Optional[int] = None
     # native state or reason, for people ("NonZeroExitCode", "process vanished")
     detail: str = ""
+
+    def __post_init__(self) -> None:
+        # a service's own words (a Run:ai phase, a Lepton state, a Docker error) reach the status
+        # table and record.json: one that echoes a credential must not (nemorun.secrets)
+        if self.detail:
+            object.__setattr__(self, "detail", secrets.scrub(str(self.detail)))

@@ -41,7 +41,7 @@ from pathlib import Path, PurePath
 from typing import Any, Callable, Iterable, Mapping, Optional
 
 from nemorun.errors import ConfigError, DamagedRecordError, StoreError
-from nemorun.schemas.core import check_name
+from nemorun.names import check_name
 from nemorun.states import AppState, Handle, JobStatus
 
 EXPERIMENT_FILE = "experiment.json"

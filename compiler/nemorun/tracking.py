@@ -19,8 +19,10 @@ POLL_SECONDS = 1.0
 def refresh(record: ExperimentRecord, jobs: Sequence[JobRecord]) -> dict[str, JobStatus]:
     """Live states of ``jobs``: ONE ``status`` call per backend for all of its handles.
 
-    A job that turns terminal on a remote backend gets its logs copied into its folder
-    (clusters purge theirs).
+    A job seen ending gets its logs kept in its folder (clusters purge theirs) BEFORE its
+    record says it ended: a finished record is never asked about again, so if the status died
+    between the two writes the other way round, those logs would never be collected. Kept
+    first, a crash only means they are looked for again (and found there) at the next status.
     """
     out: dict[str, JobStatus] = {}
     by_backend: dict[str, list[tuple[JobRecord, Handle]]] = {}
@@ -34,17 +36,23 @@ def refresh(record: ExperimentRecord, jobs: Sequence[JobRecord]) -> dict[str, Jo
     for backend, pairs in by_backend.items():
         states = submitters.submitter(backend).status([h for _, h in pairs])
         unknown = JobStatus(AppState.UNKNOWN, None, "not reported by the backend")
-        news = record.record_statuses((rec, states.get(handle.id, unknown)) for rec, handle in pairs)  # one batch write
-        ended = []
-        for (rec, handle), new in zip(pairs, news):
-            if new.app_state.is_terminal:
-                ended.append((handle, record.job_dir(rec.name)))
+        seen = [states.get(handle.id, unknown) for _, handle in pairs]
+        submitters.sync_logs_many((handle, record.job_dir(rec.name)) for (rec, handle), status in zip(pairs, seen)
+                                  if _ending(rec, status))  # one batch (links, or one write of the copies)
+        news = record.record_statuses(zip((rec for rec, _ in pairs), seen))  # one batch write
+        for (rec, _), new in zip(pairs, news):
             out[rec.name] = JobStatus(new.app_state, new.exit_code, new.detail)
             known[rec.name] = new
-        submitters.sync_logs_many(ended)  # one batch write for a finished array's logs
     # the records just read and written make the catalog row: not read a further time
     catalog.refresh(record.path.parent.parent.parent, record, known=known)
     return out
+
+
+def _ending(rec: JobRecord, status: JobStatus) -> bool:
+    """Whether this status ends a job not yet recorded as ended (store._apply_status records an
+    UNKNOWN after nemorun's cancel as CANCELLED)."""
+    return not rec.app_state.is_terminal and (
+        status.state.is_terminal or (status.state is AppState.UNKNOWN and rec.cancelled_at is not None))
 
 
 # Backends whose job states this machine holds itself (the job's wrapper writes its exit code

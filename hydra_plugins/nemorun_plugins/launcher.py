@@ -54,7 +54,7 @@ class NemorunLauncher(Launcher):
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         import sys
 
-        from nemorun import allocations, compose
+        from nemorun import compose
         from nemorun.errors import ConfigError
         from nemorun.execute import execute, raise_if_failed
         from nemorun.plan import default_site, plan
@@ -72,11 +72,13 @@ class NemorunLauncher(Launcher):
             return []
         command = [str(o) for o in OmegaConf.to_container(config.hydra.overrides.task, resolve=False) or []]
         composer = compose.SweepMasterComposer(config, loader, command)
-        the_plan = plan([list(j) for j in job_overrides], composer, default_site(), command_overrides=command,
+        # Hydra keeps hydra.* overrides out of overrides.task: recorded, or --resume plans no lanes
+        recorded = command if self.max_parallel is None else [*command, f"hydra.launcher.max_parallel={self.max_parallel}"]
+        the_plan = plan(job_overrides, composer, default_site(), command_overrides=recorded,
                         multirun=True, max_parallel=self.max_parallel)
         outcome = execute(the_plan, sys.stdout)
         # sweep job i's name (a packed sweep, allocation=NAME, runs them as the steps of one job)
-        names = allocations.task_names(the_plan.jobs) if outcome.record is not None else []
+        names = the_plan.task_names() if outcome.record is not None else []
         returns = []
         for i, overrides in enumerate(job_overrides):
             ret = JobReturn(overrides=list(overrides), task_name="nemorun", status=JobStatus.COMPLETED)

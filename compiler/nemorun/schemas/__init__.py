@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import importlib
 
+from nemorun import hydra_compat
+
 _MODULES = (
     "nemorun.schemas.core",
     "nemorun.schemas.local",
@@ -48,9 +50,6 @@ def register() -> None:
     global _registered
     if _registered:
         return
-    from hydra.core.config_store import ConfigStore
-
-    store = ConfigStore.instance()
-    for name, node in all_schemas().items():
-        store.store(name=name, node=node, provider="nemorun")
+    for name, node in all_schemas().items():  # converted when a compose first loads it
+        hydra_compat.store_schema(name, node, provider="nemorun")
     _registered = True

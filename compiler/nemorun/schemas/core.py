@@ -9,6 +9,9 @@ from typing import Any, Callable, ClassVar, Dict, List, Optional
 
 from omegaconf import MISSING
 
+from nemorun.names import NAME as _NAME
+from nemorun.names import NAME_RULE, check_name
+
 # -- value checks shared by every schema -------------------------------------------------------
 # A field declared with ``checked(...)`` carries its check in its metadata; ``Checked.__post_init__``
 # runs them all when the config becomes a dataclass (compose time). Why one place: each executor
@@ -17,10 +20,7 @@ from omegaconf import MISSING
 MAX_NODES = 100_000
 # GPUs, processes or CPUs on one node (or per task): far above any real machine
 MAX_PER_NODE = 4096
-# names: what job, experiment and task names may be. They become folder names in NEMORUN_HOME,
-# file names, comments in scripts and parts of backend names, so no separators, quotes or spaces.
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-NAME_RULE = "letters, digits, '.', '_' and '-', starting with a letter or digit, at most 64 characters"
+# names (check_name, NAME_RULE): nemorun.names
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 # Slurm --mem: an integer and an optional unit (default MB); 0 = all the node's memory
 _SLURM_MEM = re.compile(r"\d+[KMGTkmgt]?")
@@ -30,14 +30,6 @@ _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 # a check returns why a (non-None) value is wrong, or None
 Check = Callable[[Any], Optional[str]]
 CHECK = "nemorun_check"
-
-
-def check_name(what: str, value: Any) -> None:
-    """Refuse anything but a plain name (experiment, task, job, cluster names)."""
-    if value is None:
-        return
-    if not isinstance(value, str) or not _NAME.fullmatch(value):
-        raise ValueError(f"{what} must be a name: {NAME_RULE} (got {value!r})")
 
 
 def _name(value: Any) -> Optional[str]:

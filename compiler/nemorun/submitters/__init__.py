@@ -135,7 +135,7 @@ def fetch_logs(handle: "Handle", dest_dir: Path) -> None:
     Raises what the backend raises."""
     module = submitter(handle.backend)
     if module.FEATURES.fetch_logs:
-        module.fetch_logs(handle, dest_dir)  # type: ignore[attr-defined]
+        atomic_write_many(module.fetch_logs([(handle, Path(dest_dir))]), Path(dest_dir))  # type: ignore[attr-defined]
     else:
         atomic_write(Path(dest_dir) / SYNCED_LOG, "".join(module.logs(handle, follow=False)))
 
@@ -150,21 +150,28 @@ def sync_logs(handle: "Handle", job_dir: Path) -> None:
 
 
 def sync_logs_many(jobs: Iterable[tuple["Handle", Path]]) -> None:
-    """:func:`sync_logs` for many jobs (a finished 1,000-task array): the ``output.log`` copies
-    are written as one batch (:func:`nemorun.store.atomic_write_many`), not an fsync each."""
-    batch: list[tuple[Path, str]] = []
+    """:func:`sync_logs` for many jobs (a finished 1,000-task array): each backend is handed all
+    of its jobs at once (``fetch_logs``), and every copy is written as one batch
+    (:func:`nemorun.store.atomic_write_many`), not an fsync each. What a backend kept by a hard
+    link is made durable by the caller's next batch sync (:func:`nemorun.tracking.refresh`
+    writes the ended jobs' records right after, on the same file system)."""
+    batch: list[tuple[Path, str | bytes]] = []
+    by_backend: dict[str, list[tuple["Handle", Path]]] = {}
     for handle, job_dir in jobs:
         job_dir = Path(job_dir)
-        if any((job_dir / f).exists() for f in (*LOG_FILES, SYNCED_LOG)):
+        if not any((job_dir / f).exists() for f in (*LOG_FILES, SYNCED_LOG)):
+            by_backend.setdefault(handle.backend, []).append((handle, job_dir))
+    for backend, group in by_backend.items():
+        module = submitter(backend)
+        if module.FEATURES.fetch_logs:
+            with contextlib.suppress(NemorunError, OSError):
+                batch.extend(module.fetch_logs(group))  # type: ignore[attr-defined]
             continue
-        module = submitter(handle.backend)
-        try:
-            if module.FEATURES.fetch_logs:
-                module.fetch_logs(handle, job_dir)  # type: ignore[attr-defined]
-            else:
+        for handle, job_dir in group:
+            try:
                 batch.append((job_dir / SYNCED_LOG, "".join(module.logs(handle, follow=False))))
-        except (NemorunError, OSError):
-            pass
+            except (NemorunError, OSError):
+                pass
     if batch:
         with contextlib.suppress(NemorunError, OSError):
             atomic_write_many(batch, batch[0][0].parent)

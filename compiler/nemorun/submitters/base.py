@@ -24,8 +24,10 @@ class SubmitterFeatures:
 
     - ``stream``: ``stream(handle)`` keeps stdout and stderr apart while following a job;
       without it every followed line counts as stdout.
-    - ``fetch_logs``: ``fetch_logs(handle, dest_dir)`` writes ``stdout.log``/``stderr.log``
-      itself; without it the record keeps what ``logs(handle)`` returns.
+    - ``fetch_logs``: ``fetch_logs([(handle, dest_dir), ...])`` keeps finished jobs' output as
+      ``stdout.log``/``stderr.log`` for many jobs at once (a 1,000-task array): what it can keep
+      without writing (a hard link) it keeps, the rest it returns as ``(path, bytes)`` for ONE
+      batch write; without it the record keeps what ``logs(handle)`` returns, as ``output.log``.
     - ``find``: ``find(job)`` says whether a submission that a crash left in doubt happened;
       without it ``--resume`` submits such a job again.
     - ``array_task_handle``: ``array_task_handle(handle, index)`` names one task of an array
@@ -78,7 +80,7 @@ class OptionalFunctions(Protocol):
 
     def stream(self, handle: "Handle") -> "Iterator[tuple[str, str]]": ...
 
-    def fetch_logs(self, handle: "Handle", dest_dir: Path) -> None: ...
+    def fetch_logs(self, jobs: "Sequence[tuple[Handle, Path]]") -> "list[tuple[Path, bytes]]": ...
 
     def find(self, job: "Job") -> "Optional[Handle]": ...
 

@@ -11,6 +11,15 @@ status/logs/cancel reach the same engine. docker-py is imported inside functions
   can share it, and an unchanged archive (the next launch, every point of a sweep) costs a
   symlink, not an unpack. Then ``containers.run(**container.json)`` — detached; a container the
   engine created but could not start is removed again so nothing half-made stays behind.
+- Code cache pruning (:func:`prune_code_cache`, at most once a day, after a container started):
+  a tree is removed only when it was last linked by a launch more than
+  :data:`CODE_CACHE_KEEP_S` ago AND no container on the engine that is not over (running,
+  restarting, paused, created) mounts it. A recorded job that is rerun or resumed loses nothing:
+  its archive is in the experiment record and is unpacked again on demand; an exited container
+  started again by hand after that (``docker start``) finds its code gone. Launches and pruning
+  take one file lock (``cache/code.lock``, filelock): a launch finds or unpacks, touches and
+  links its tree under it, so pruning never removes a tree between a launch finding it and its
+  container mounting it; a tree is renamed away under the lock and deleted after.
 - Status: one ``containers.list(all=True)`` per experiment, by the ``nemorun.experiment-id``
   label; the exit code comes from the container's state. With retries (restart policy
   ``on-failure``) a container between attempts is ``restarting``: RUNNING, not FAILED; the
@@ -30,6 +39,8 @@ import time
 from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence
 
+from filelock import FileLock, Timeout
+
 from nemorun.archives import extract_beside, file_sha256
 from nemorun.errors import SubmitError, one_line
 from nemorun.ir import Job, Rendered
@@ -44,6 +55,13 @@ CANCELLED_FILE = "cancelled"
 DEFAULT_SOCKET = "unix:///var/run/docker.sock"
 # container states in which the job is not over (``restarting``: between two attempts)
 LIVE_STATES = ("running", "restarting", "paused")
+# a code tree not linked by a launch for this long may be pruned (unless a live container mounts it)
+CODE_CACHE_KEEP_S = 7 * 24 * 3600
+# how often a launch looks for trees to prune
+PRUNE_EVERY_S = 24 * 3600
+# how long a launch waits for another's unpack (or a prune) holding the cache lock
+CACHE_LOCK_TIMEOUT_S = 600.0
+_TRASH = ".trash-"
 
 
 def _where(host: Optional[str]) -> str:
@@ -76,9 +94,27 @@ def client(host: Optional[str]) -> Any:
         raise SubmitError(f"cannot reach the Docker engine at {_where(host)}: {_reason(exc)}") from None
 
 
+def code_cache_root() -> Path:
+    return nemorun_home() / "cache" / "code"
+
+
 def code_cache(sha256: str) -> Path:
     """Where the tree of the archive with this digest is unpacked, once, for every job using it."""
-    return nemorun_home() / "cache" / "code" / sha256
+    return code_cache_root() / sha256
+
+
+def _lock_file() -> Path:
+    """Beside the cache, not in it: the cache folder holds only trees (and their temp folders)."""
+    return code_cache_root().with_name("code.lock")
+
+
+def _pruned_file() -> Path:
+    return code_cache_root().with_name("code.pruned")
+
+
+def _cache_lock(timeout: float = CACHE_LOCK_TIMEOUT_S) -> FileLock:
+    code_cache_root().mkdir(parents=True, exist_ok=True)
+    return FileLock(str(_lock_file()), timeout=timeout)
 
 
 def _digest(archive: str) -> str:
@@ -115,7 +151,17 @@ def _unpack_code(job: Job) -> None:
     archive = job.package.archive
     if not archive:
         return
-    tree = _unpacked(archive, job.package.sha256 or _digest(archive))
+    try:
+        with _cache_lock():  # a prune cannot take the tree between finding it and the container mounting it
+            tree = _unpacked(archive, job.package.sha256 or _digest(archive))
+            os.utime(tree)  # last used: what pruning goes by
+            _link(job, tree)
+    except Timeout:
+        raise SubmitError(f"the code cache {code_cache_root()} stayed locked for {CACHE_LOCK_TIMEOUT_S:.0f} s "
+                          f"(another launch unpacking?); remove {_lock_file()} if no nemorun runs") from None
+
+
+def _link(job: Job, tree: Path) -> None:
     link = Path(job.job_dir) / CODE_DIR
     try:
         if link.is_symlink() or link.is_file():
@@ -149,11 +195,56 @@ def submit(rendered: Rendered, job: Job) -> Handle:
         except docker.errors.DockerException as exc:
             _remove_quietly(c, name)
             raise SubmitError(f"the Docker engine at {_where(host)} refused container {name}: {_reason(exc)}") from None
+        if job.package.archive:
+            _prune_quietly(c)
         return _handle(container, job, host)
     except docker.errors.DockerException as exc:  # the engine went away mid-way
         raise SubmitError(f"the Docker engine at {_where(host)} failed: {_reason(exc)}") from None
     finally:
         c.close()
+
+
+def _mounted_trees(c: Any) -> set[str]:
+    """Real paths of what the engine's nemorun containers that are not over bind-mount (a job's
+    ``code`` link resolves to its tree)."""
+    found = c.containers.list(all=True, filters={"label": LABEL_EXPERIMENT_ID}, ignore_removed=True)
+    return {os.path.realpath(m["Source"]) for ct in found if ct.status in (*LIVE_STATES, "created")
+            for m in ct.attrs.get("Mounts") or [] if m.get("Source")}
+
+
+def prune_code_cache(c: Any, now: Optional[float] = None, lock_timeout: float = CACHE_LOCK_TIMEOUT_S) -> list[str]:
+    """Remove the cache entries the rule in the module docstring allows; return their names.
+    Also removes half-unpacked folders and leftovers of an interrupted prune past the same age."""
+    root, now = code_cache_root(), time.time() if now is None else now
+    trash: list[Path] = []
+    with _cache_lock(lock_timeout):
+        in_use = _mounted_trees(c)
+        for entry in sorted(root.iterdir()):
+            if entry.is_symlink() or not entry.is_dir():
+                continue
+            if now - entry.stat().st_mtime <= CODE_CACHE_KEEP_S or os.path.realpath(entry) in in_use:
+                continue
+            away = entry if entry.name.startswith(_TRASH) else root / f"{_TRASH}{entry.name}-{os.getpid()}"
+            if away != entry:
+                os.rename(entry, away)
+            trash.append(away)
+        _pruned_file().touch()
+    for away in trash:
+        shutil.rmtree(away, ignore_errors=True)
+    return [t.name for t in trash]
+
+
+def _prune_quietly(c: Any) -> None:
+    """Prune at most once per :data:`PRUNE_EVERY_S`; a launch never fails or waits for it."""
+    try:
+        if time.time() - _pruned_file().stat().st_mtime < PRUNE_EVERY_S:
+            return
+    except FileNotFoundError:
+        pass
+    try:
+        prune_code_cache(c, lock_timeout=0)
+    except (OSError, Timeout, sdk().errors.DockerException):
+        pass  # another launch holds the lock, or the engine went away: the next launch prunes
 
 
 def _handle(container: Any, job: Job, host: Optional[str]) -> Handle:

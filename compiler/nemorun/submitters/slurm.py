@@ -8,11 +8,13 @@ record keeps the last state it saw (``store.record_status``), which is then the 
 """
 from __future__ import annotations
 
+import base64
+import os
 import posixpath
 import re
 import time
 import uuid
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Callable, Iterator, Mapping, Optional, Sequence
 
 from nemorun import slurm_probe, tunnels
@@ -26,7 +28,7 @@ from nemorun.targets.slurm import (
     remote_archive, remote_job_dir, render, step_file,
 )
 
-FEATURES = SubmitterFeatures(stream=True, array_task_handle=True, find=True, resolve=True)
+FEATURES = SubmitterFeatures(stream=True, fetch_logs=True, array_task_handle=True, find=True, resolve=True)
 
 # Slurm job states -> AppState (as TorchX's slurm_scheduler); anything else is UNKNOWN
 SLURM_STATES: Mapping[str, AppState] = {
@@ -393,6 +395,84 @@ def logs(handle: Handle, follow: bool = False) -> Iterator[str]:
     done: Callable[[], bool] = _ended(handle) if follow else (lambda: True)
     for _stream, line in follow_files(_tunnel(handle), _paths(handle), done):
         yield line
+
+
+# where a finished job's output is kept in its record folder (the names ``exp logs`` reads first)
+_KEPT_LOGS = (("stdout", "stdout.log"), ("stderr", "stderr.log"))
+
+
+def fetch_logs(jobs: Sequence[tuple[Handle, Path]]) -> list[tuple[Path, bytes]]:
+    """Keep finished jobs' output in their record folders (``stdout.log``, ``stderr.log``): the
+    cluster purges its job dirs, the record must not lose the output with them.
+
+    When the log files are on this machine (local tunnel, on the record's file system) each is
+    HARD-LINKED: no byte is copied and no file is created, which for a 1,000-task array is the
+    difference between ~2,000 new files (the cost of its first ``exp status``) and 2,000
+    directory entries; the output survives the cluster deleting its name for it. The link is
+    made once the job has ended (Slurm has closed the file); a later requeue of the same job
+    rewrites it, as it rewrites the cluster's copy. Durability comes from the caller's next
+    batch sync (the state records are written after the logs). The rest (SSH, another file
+    system, a file this user may not link) is read in as few commands as possible
+    (:func:`_read_many`) and returned as ``(path, bytes)`` for the caller to write in ONE batch.
+    A file missing or unreadable is skipped: ``exp logs`` then asks the cluster."""
+    to_read: dict[int, tuple[tunnels.Tunnel, list[tuple[str, Path]]]] = {}
+    for handle, dest in jobs:
+        tunnel = _tunnel(handle)
+        for stream, name in _KEPT_LOGS:
+            src = str(handle.data.get(stream) or "")
+            if not src:
+                continue
+            if isinstance(tunnel, tunnels.LocalTunnel):
+                try:
+                    os.link(src, dest / name)
+                    continue
+                except FileExistsError:
+                    continue
+                except OSError:
+                    if not os.path.exists(src):
+                        continue  # never written (a job cancelled while pending, no stderr)
+            to_read.setdefault(id(tunnel), (tunnel, []))[1].append((src, dest / name))
+    copies: list[tuple[Path, bytes]] = []
+    for tunnel, wanted in to_read.values():
+        for start in range(0, len(wanted), _READ_CHUNK):
+            chunk = wanted[start:start + _READ_CHUNK]
+            for (_, path), data in zip(chunk, _read_many(tunnel, [src for src, _ in chunk])):
+                if data is not None:
+                    copies.append((path, data))
+    return copies
+
+
+# files per remote command when reading many (bounded by the command line's length, ARG_MAX)
+_READ_CHUNK = 256
+# one remote command for many files: "<index> <base64>" per file that exists (text-safe through
+# the tunnel whatever the bytes); base64 is coreutils, on every Slurm login node
+_READ_MANY = 'i=0; for f; do if [ -f "$f" ]; then printf "%s " "$i"; base64 -w0 < "$f" || exit 1; echo; fi; i=$((i+1)); done'
+
+
+def _read_many(tunnel: tunnels.Tunnel, paths: Sequence[str]) -> list[Optional[bytes]]:
+    """The files' bytes (None: absent) in ONE command over SSH instead of an SFTP round trip
+    each (2,000 for a finished 1,000-task array); file by file where that command fails."""
+    if not isinstance(tunnel, tunnels.LocalTunnel):
+        try:
+            r = tunnel.run(["sh", "-c", _READ_MANY, "sh", *paths])
+        except SubmitError:
+            return [None] * len(paths)  # unreachable: exp logs asks again later
+        if r.rc == 0:
+            found: list[Optional[bytes]] = [None] * len(paths)
+            try:
+                for line in r.stdout.splitlines():
+                    index, _, text = line.partition(" ")
+                    found[int(index)] = base64.b64decode(text, validate=True)
+                return found
+            except (ValueError, IndexError):
+                pass  # not the answer asked for (a login banner on stdout?): file by file
+    out: list[Optional[bytes]] = []
+    for path in paths:
+        try:
+            out.append(tunnel.read(path) or None)
+        except (SubmitError, OSError):
+            out.append(None)
+    return out
 
 
 def stream(handle: Handle) -> Iterator[tuple[str, str]]:

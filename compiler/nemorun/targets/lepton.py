@@ -29,7 +29,11 @@ the digest, and ``cd``s there. Replicas unpack into a private folder renamed int
 concurrent replicas never see half an archive. Size limit: the script is ONE argument of
 ``/bin/bash -c``, and Linux refuses a single argument longer than ``MAX_ARG_STRLEN`` (32 pages,
 131072 bytes including its NUL) with E2BIG when the container starts; a script that would not fit
-is refused at render time in one line instead of failing on the node.
+is refused at render time in one line instead of failing on the node. The same limit holds for
+each environment string (``NAME=value``). And the whole body becomes a Kubernetes object under
+Lepton, which the API server stores in etcd (default request limit 1.5 MiB,
+``--max-request-bytes``); a ``job.json`` over :data:`MAX_BODY_BYTES` (1 MiB, room left for what
+the service adds) is refused at render time too, so no limit is met only after the user waited.
 
 Node group id. Affinity takes node-group *ids*, which only the workspace knows. Rendering stays
 pure: when only ``node_group`` (a name) is set, the dry run shows the marked placeholder
@@ -67,8 +71,12 @@ RESERVED_MOUNT_PATHS = frozenset(
 )
 
 
-# Linux's MAX_ARG_STRLEN (32 * 4096): the longest single argument execve accepts, NUL included
+# Linux's MAX_ARG_STRLEN (32 * 4096): the longest single argument (or NAME=value environment
+# string) execve accepts, NUL included
 MAX_SCRIPT_BYTES = 32 * 4096 - 1
+# the largest job.json sent: under etcd's default 1.5 MiB request limit, with room for the
+# status and defaults the service adds to the stored object
+MAX_BODY_BYTES = 1024 * 1024
 CODE_DIR = "code"
 # the digest of the code unpacked in a code folder (written last, inside it, before it is renamed into place)
 CODE_MARKER = ".nemorun-sha256"
@@ -174,6 +182,12 @@ def command(job: Job) -> list[str]:
 
 
 def _envs(job: Job) -> list[dict[str, Any]]:
+    for name, value in job.env.items():
+        size = len(f"{name}={value}".encode())
+        if size > MAX_SCRIPT_BYTES:
+            raise ConfigError(f"environment variable {name} is {size} bytes (NAME=value), over the {MAX_SCRIPT_BYTES} Linux "
+                              "allows for one environment string (MAX_ARG_STRLEN); put the value in a file on "
+                              "executor.mounts (or in the image) and pass its path")  # fmt: skip
     plain = [{"name": k, "value": v} for k, v in job.env.items()]
     refs = [{"name": k, "value_from": {"secret_name_ref": ref.name}} for k, ref in job.secrets.items()]
     return sorted(plain + refs, key=lambda e: str(e["name"]))
@@ -224,6 +238,11 @@ def script_view(body: str) -> str:
 def render(job: Job) -> Rendered:
     ex = job.executor
     body = render_template("lepton/job.json.j2", body=build_body(job))
+    size = len(body.encode())
+    if size > MAX_BODY_BYTES:
+        raise ConfigError(f"the Lepton job body ({ARTIFACT}) is {size} bytes, over the {MAX_BODY_BYTES} nemorun sends (the "
+                          "service stores it as a Kubernetes object, etcd's request limit is 1.5 MiB); move large "
+                          "executor.env_vars values into files on executor.mounts or into the image")  # fmt: skip
     lookup = f" (node group '{ex.node_group}' resolved to its id at submission)" if ex.node_group and not ex.node_group_id else ""
     return Rendered(
         target="lepton",

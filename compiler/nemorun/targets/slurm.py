@@ -262,8 +262,9 @@ def render(job: Job) -> Rendered:
 
 
 def array_artifacts(job: Job) -> dict[str, str]:
-    """One table for the whole array, not a file per task: 10,000 tasks are one write and one upload."""
-    return {TASK_TABLE: task_table_text([t.task for t in job.array_tasks]), ENTRY_FILE: ENTRY_SOURCE}
+    """One table for the whole array, not a file per task: 10,000 tasks are one write and one upload.
+    Its rows are made one task at a time (``array_tasks`` makes each when read)."""
+    return {TASK_TABLE: task_table_text(t.task for t in job.array_tasks), ENTRY_FILE: ENTRY_SOURCE}
 
 
 def submit_command(remote: str) -> str:
