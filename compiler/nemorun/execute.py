@@ -387,6 +387,11 @@ def _native_dependencies(record: ExperimentRecord, p: PlannedJob) -> tuple[str, 
     return tuple(handles)
 
 
+def _settled(rec: JobRecord) -> bool:
+    """Nothing is left to send for this job: it was submitted, or cancelled before its turn."""
+    return rec.phase == "submitted" or rec.state == AppState.CANCELLED.value
+
+
 def _resolve_before_sending(record: ExperimentRecord, jobs: Sequence[PlannedJob]) -> dict[str, Job]:
     """Every job still to send, resolved (:func:`nemorun.submitters.resolve`: ids only the service
     knows, the Slurm cluster's option probe) BEFORE the first one is sent. Why: a refusal of the
@@ -395,7 +400,7 @@ def _resolve_before_sending(record: ExperimentRecord, jobs: Sequence[PlannedJob]
     resolved: dict[str, Job] = {}
     for p in jobs:
         rec = record.job(p.name)
-        if rec.phase == "submitted" or rec.state == AppState.CANCELLED.value or rec.in_doubt:
+        if _settled(rec) or rec.in_doubt:  # in doubt: adopted or sent at its turn (_adopt)
             continue
         try:
             resolved[p.name] = submitters.resolve(p.job)
@@ -474,7 +479,7 @@ def _submit_jobs(record: ExperimentRecord, jobs: Sequence[PlannedJob], out: Text
     try:
         for index, p in enumerate(jobs):
             rec = record.job(p.name)
-            if rec.phase == "submitted" or rec.state == AppState.CANCELLED.value:
+            if _settled(rec):
                 _steps_submitted(record, p)
                 advance()
                 continue

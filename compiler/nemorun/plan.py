@@ -569,6 +569,14 @@ def _plan_sweep(
     assert first is not None
     jobs_dir = os.path.dirname(first.job_dir)
 
+    def sweep_plan(jobs: Sequence[PlannedJob], array: Optional[PlannedJob]) -> ExperimentPlan:
+        assert first_cfg is not None
+        return ExperimentPlan(
+            site=site, name=experiment, kind="sweep", jobs=jobs, config_yaml=first_yaml, overrides=command,
+            multirun=True, packages=packages, array=array, dryrun=bool(first_cfg.get("dryrun")),
+            render_dir=first_cfg.get("render_dir"), wait=bool(first_cfg.get("wait")),
+        )
+
     def job_at(index: int) -> Job:
         job = lowered[index]
         if job is not None:
@@ -592,10 +600,7 @@ def _plan_sweep(
             # ONE script and one table are what is sent: validate that, not a script per task
             label(f"array {array_ir.name}", array_ir.name)
             array = PlannedJob(array_ir, render_job(array_ir))
-            common = dict(site=site, name=experiment, kind="sweep", config_yaml=first_yaml, overrides=command,
-                          multirun=True, packages=packages, array=array, dryrun=bool(first_cfg.get("dryrun")),
-                          render_dir=first_cfg.get("render_dir"), wait=bool(first_cfg.get("wait")))
-            return ExperimentPlan(jobs=ArrayTaskJobs(first, array_ir.array_tasks, batch), **common)  # type: ignore[arg-type]
+            return sweep_plan(ArrayTaskJobs(first, array_ir.array_tasks, batch), array)
     jobs: list[PlannedJob] = []
     # a script per job is what takes long: a bar on a terminal (a packed sweep sends one script:
     # allocations.pack_sweep renders it from the jobs)
@@ -614,11 +619,7 @@ def _plan_sweep(
         close()
     if packed is not None:
         jobs = allocations.pack_sweep(packed, jobs, render_job)
-    return ExperimentPlan(
-        site=site, name=experiment, kind="sweep", jobs=tuple(jobs), config_yaml=first_yaml, overrides=command,
-        multirun=True, packages=packages, array=array, dryrun=bool(first_cfg.get("dryrun")),
-        render_dir=first_cfg.get("render_dir"), wait=bool(first_cfg.get("wait")),
-    )
+    return sweep_plan(tuple(jobs), None)
 
 
 def array_job(jobs: Sequence[Job], parallelism: Optional[int] = None, *, known_alike: Container[int] = ()) -> Optional[Job]:

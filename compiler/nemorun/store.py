@@ -261,12 +261,19 @@ class JobRecord:
             raise DamagedRecordError(f"experiment record damaged: job record without {exc}") from exc
 
 
+def as_recorded(rec: JobRecord, status: JobStatus) -> JobStatus:
+    """The state seen on the backend as ``rec`` takes it: a job nemorun cancelled that the backend
+    no longer knows (UNKNOWN) was cancelled."""
+    if rec.cancelled_at is not None and status.state is AppState.UNKNOWN:
+        return JobStatus(AppState.CANCELLED, status.exit_code, f"cancelled by nemorun; {status.detail}".rstrip("; "))
+    return status
+
+
 def _apply_status(rec: JobRecord, status: JobStatus) -> bool:
     """Put a state seen on the backend into ``rec``; False when the record keeps what it has."""
     if rec.app_state.is_terminal and status.state is AppState.UNKNOWN:
         return False  # once a backend forgets a finished job, the last state seen stays the truth
-    if rec.cancelled_at is not None and status.state is AppState.UNKNOWN:
-        status = JobStatus(AppState.CANCELLED, status.exit_code, f"cancelled by nemorun; {status.detail}".rstrip("; "))
+    status = as_recorded(rec, status)
     exit_code = status.exit_code if status.exit_code is not None else rec.exit_code
     if (rec.state, rec.exit_code, rec.detail) == (status.state.value, exit_code, status.detail):
         return False  # seen as it was: a poll of 1,000 running tasks rewrites nothing

@@ -11,7 +11,7 @@ from typing import Callable, Optional, Sequence
 
 from nemorun import catalog, submitters
 from nemorun.states import AppState, Handle, JobStatus
-from nemorun.store import ExperimentRecord, JobRecord
+from nemorun.store import ExperimentRecord, JobRecord, as_recorded
 
 POLL_SECONDS = 1.0
 
@@ -49,10 +49,8 @@ def refresh(record: ExperimentRecord, jobs: Sequence[JobRecord]) -> dict[str, Jo
 
 
 def _ending(rec: JobRecord, status: JobStatus) -> bool:
-    """Whether this status ends a job not yet recorded as ended (store._apply_status records an
-    UNKNOWN after nemorun's cancel as CANCELLED)."""
-    return not rec.app_state.is_terminal and (
-        status.state.is_terminal or (status.state is AppState.UNKNOWN and rec.cancelled_at is not None))
+    """Whether this status ends a job not yet recorded as ended."""
+    return not rec.app_state.is_terminal and as_recorded(rec, status).state.is_terminal
 
 
 # Backends whose job states this machine holds itself (the job's wrapper writes its exit code
