@@ -1,19 +1,25 @@
 """``nemorun exp status`` of a 1,000-job experiment and ``nemorun exp list`` over 500 experiments.
 
 Builds the stores first (records written as a launch writes them: ExperimentRecord.create +
-the batched task records of a job array), then times the real CLI in a fresh process:
+the batched task records of a job array + the catalog row), then times the real CLI in a fresh process:
 
 - ``exp status``: a 1,000-task Slurm array whose tasks each wrote a log line. Slurm's clients are
   stood in for by scripts on PATH (``squeue``/``scontrol``/``sacct`` answering for every task,
   RUNNING or COMPLETED), which count their calls: the figure is nemorun's own cost plus one
   process start per query, and the call counts show how many queries a status makes (goal: one
-  squeue, <= 1 s). "first look": every task changes state (1,000 records rewritten; for COMPLETED
-  also 1,000 logs kept in the record: hard links, the cluster's files being on this machine);
-  "again": the same states once more (nothing rewritten).
+  squeue, <= 1 s). "first look": every task changes state (one states.json written; it was 1,000
+  records rewritten; for COMPLETED also 1,000 logs kept in the record: hard links, the cluster's
+  files being on this machine); "again": the same states once more (nothing written but the time
+  of the check). The floor: a bare Python process doing the work a first look cannot skip.
 - ``exp status`` of a NON-array sweep: 1,000 local jobs (one record each) whose wrappers all
   wrote their exit code; the first look records them (the local backend reads job folders).
 - ``exp list``: 500 three-job sweeps, with the catalog cold (no ``catalog.db``: rebuilt from the
   folders) and warm (goal <= 0.5 s).
+
+Every nemorun process shares a private byte-code cache (``PYTHONPYCACHEPREFIX``, written by an
+untimed first run; ``PYTHONDONTWRITEBYTECODE`` dropped), as in bench/startup.py: an installed
+package has its ``.pyc`` files, and recompiling ~50 modules per run is not the cost of a status.
+The load average is printed before and after: on a shared machine, compare interleaved runs.
 
     python bench/exp_store.py [--runs 5] [--jobs 1000] [--experiments 500]
 """
@@ -29,6 +35,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from nemorun import catalog
 from nemorun.states import AppState
 from nemorun.store import ExperimentRecord, JobRecord, atomic_write_many, new_experiment_id
 
@@ -46,6 +53,25 @@ elif prog == "scontrol":
     print(f"JobId={args[-1]} JobState={state} ExitCode=0:0 Reason=None")
 elif prog == "sacct":
     pass
+'''
+
+
+FLOOR = r'''
+import json, os, subprocess, sys
+root, state = sys.argv[1], sys.argv[2]
+jobs = json.load(open(os.path.join(root, "experiment.json")))["jobs"]
+records = [json.load(open(os.path.join(root, "jobs", j, "record.json"))) for j in jobs]
+ids = ",".join(r["handle"]["id"] for r in records)
+out = subprocess.run(["squeue", "-h", "-O", "x", "-j", ids], capture_output=True, text=True).stdout
+if state == "COMPLETED":
+    for r in records:
+        os.link(r["handle"]["data"]["stdout"], os.path.join(root, "jobs", r["name"], "stdout.log"))
+tmp = os.path.join(root, ".states.tmp")
+with open(tmp, "w") as f:
+    f.write(json.dumps({r["name"]: state for r in records}))
+    f.flush()
+    os.fsync(f.fileno())
+os.replace(tmp, os.path.join(root, "states.json"))
 '''
 
 
@@ -68,6 +94,7 @@ def build_array(home: Path, jobs: int) -> ExperimentRecord:
                             handle={"backend": "slurm", "id": f"1000_{i}", "data": {
                                 **data, "stdout": f"{job_dir}/stdout-{i}.log", "stderr": f"{job_dir}/stderr-{i}.log"}})
                   for i, n in enumerate(names))
+    catalog.refresh(home, rec)  # the launch's last step: the experiment's catalog row
     return rec
 
 
@@ -84,6 +111,7 @@ def build_local(home: Path, jobs: int) -> ExperimentRecord:
                             handle={"backend": "local", "id": str(4_000_000 + i), "data": {
                                 "pid": 4_000_000 + i, "start_time": "1", "job_dir": str(rec.job_dir(n))}})
                   for i, n in enumerate(names))
+    catalog.refresh(home, rec)
     return rec
 
 
@@ -97,7 +125,11 @@ def build_many(home: Path, count: int) -> None:
                       for i, n in enumerate(names))
 
 
+_PYCACHE: dict[str, str] = {}
+
+
 def timed(argv: list[str], env: dict[str, str]) -> float:
+    env = {k: v for k, v in env.items() if k != "PYTHONDONTWRITEBYTECODE"} | _PYCACHE
     t0 = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "nemorun", *argv], env=env, capture_output=True, text=True)
     wall = time.perf_counter() - t0
@@ -113,7 +145,10 @@ def main() -> None:
     parser.add_argument("--experiments", type=int, default=500)
     parser.add_argument("--states", default="RUNNING,COMPLETED", help="states the stand-in squeue reports")
     args = parser.parse_args()
+    print("load average: %.2f %.2f %.2f" % os.getloadavg())
     with tempfile.TemporaryDirectory() as tmp:
+        _PYCACHE["PYTHONPYCACHEPREFIX"] = str(Path(tmp) / "pycache")
+        timed(["exp", "list"], dict(os.environ, NEMORUN_HOME=str(Path(tmp) / "warm-up")))  # writes the .pyc files
         bin_dir = Path(tmp) / "bin"
         bin_dir.mkdir()
         for prog in ("squeue", "scontrol", "sacct"):
@@ -122,6 +157,8 @@ def main() -> None:
         calls = Path(tmp) / "calls.txt"
         home = Path(tmp) / "status-home"
         rec = build_array(home, args.jobs)
+        timed(["exp", "status", rec.id], dict(os.environ, NEMORUN_HOME=str(home), PATH=f"{bin_dir}:{os.environ['PATH']}",
+                                              BENCH_CALLS=str(calls), BENCH_STATE="RUNNING"))  # .pyc of the status path
         print(f"{'command':44s} {'median s':>9} {'min s':>7}  queries per run")
         # "first look": every task changes state (records rewritten; finished tasks' logs kept);
         # "again": the same states once more (nothing to write but the check time)
@@ -152,28 +189,20 @@ def main() -> None:
             os.sync()
             walls.append(timed(["exp", "status", local.id], dict(os.environ, NEMORUN_HOME=str(local_home))))
         print(f"{f'exp status, {args.jobs} local jobs (no array), first look':44s} {statistics.median(walls):>9.2f} {min(walls):>7.2f}")
-        # the disk's share: the same number of small files written whole (temp file + rename, two
-        # syncs per batch, as the store writes them), and for COMPLETED one hard link per task's
-        # log, with no nemorun around it
-        for label, links in (("RUNNING, first look", False), ("COMPLETED, first look", True)):
+        # the floor of a first look: a bare Python process (no nemorun) that does what a status
+        # must: read the 1,000 task records (for their handles), ask the stand-in squeue once,
+        # keep each finished task's log (a hard link, COMPLETED), write one file whole (fsync)
+        for state in args.states.split(","):
             walls = []
             for _ in range(args.runs):
-                floor = Path(tmp) / "floor"
-                shutil.rmtree(floor, ignore_errors=True)
-                dirs = [floor / f"train-{i:04d}" for i in range(args.jobs)]
-                for d in dirs:
-                    d.mkdir(parents=True)
-                    (d / "record.json").write_text("{}\n")
-                    (d / "task.log").write_text("x\n")
+                shutil.rmtree(home)
+                rec = build_array(home, args.jobs)
                 os.sync()
+                env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}", BENCH_CALLS=str(calls), BENCH_STATE=state)
                 t0 = time.perf_counter()
-                if links:
-                    for d in dirs:
-                        os.link(d / "task.log", d / "stdout.log")
-                atomic_write_many(((d / "record.json", "x" * 600) for d in dirs), floor)
+                subprocess.run([sys.executable, "-c", FLOOR, str(rec.path), state], env=env, check=True)
                 walls.append(time.perf_counter() - t0)
-            what = f"{args.jobs} file writes" + (f" + {args.jobs} links" if links else "")
-            print(f"{f'  floor: {what} ({label})':44s} {statistics.median(walls):>9.2f} {min(walls):>7.2f}")
+            print(f"{f'  floor: python + 1,000 reads + squeue ({state})':44s} {statistics.median(walls):>9.2f} {min(walls):>7.2f}")
         many = Path(tmp) / "list-home"
         build_many(many, args.experiments)
         env = dict(os.environ, NEMORUN_HOME=str(many))
@@ -187,6 +216,7 @@ def main() -> None:
             print(f"{f'exp list, {args.experiments} experiments, {label}':44s} {statistics.median(walls):>9.2f} {min(walls):>7.2f}")
         walls = [timed(["exp", "list", "--limit", "1"], env) for _ in range(args.runs)]
         print(f"{'exp list --limit 1 (start-up + one row)':44s} {statistics.median(walls):>9.2f} {min(walls):>7.2f}")
+    print("load average: %.2f %.2f %.2f" % os.getloadavg())
 
 
 if __name__ == "__main__":

@@ -93,10 +93,11 @@ def measure(size: int, env: dict[str, str], render_dir: str | None) -> dict[str,
     return measure_command(cmd, env)
 
 
-def measure_command(cmd: list[str], env: dict[str, str]) -> dict[str, float]:
-    out = subprocess.run([sys.executable, "-c", _CHILD, *cmd], env=env, capture_output=True, text=True)
+def measure_command(cmd: list[str], env: dict[str, str], cwd: str | None = None) -> dict[str, float]:
+    """Wall, CPU and peak RSS of ``cmd`` run by a fresh helper process (used by the other sweep benches too)."""
+    out = subprocess.run([sys.executable, "-c", _CHILD, *cmd], env=env, capture_output=True, text=True, cwd=cwd)
     if out.returncode:
-        sys.exit(f"bench: {' '.join(cmd[:4])} ... failed: {out.stderr.strip()[-2000:]}")
+        sys.exit(f"bench: {' '.join(cmd[:6])} ... failed: {out.stderr.strip()[-2000:]}")
     return json.loads(out.stdout)
 
 

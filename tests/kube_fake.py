@@ -6,7 +6,8 @@ generated kubeconfig. It ENFORCES the upstream contract rather than echoing: eve
 and TrainJob body is checked with ``tests.contracts`` (the vendored Trainer v2.2+ CRD in strict
 mode with its CEL rules; ConfigMap name, key and 1 MiB rules) and refused with a 422 ``Status``
 like the apiserver's; a ``runtimeRef`` to a (Cluster)TrainingRuntime the server does not hold is
-refused with 404; any request into a forbidden namespace gets 403. Created TrainJobs get trainer
+refused with 404; any request into a forbidden namespace gets 403 (``echo_credentials``: every
+refusal quotes the request's Authorization header). Created TrainJobs get trainer
 pods labelled as JobSet labels them, with logs; tests move a job along with :meth:`FakeKube.finish`.
 """
 from __future__ import annotations
@@ -41,6 +42,10 @@ class FakeKube:
     # (method, path, query) of every request, in order
     requests: list[tuple[str, str, dict[str, list[str]]]] = field(default_factory=list)
     url: str = ""
+    # "echo" mode: every refusal quotes the request's Authorization header, as a proxy or an
+    # admission webhook that logs the request it refused may (tests that no credential leaks)
+    echo_credentials: bool = False
+    authorization: str = ""
 
     # ------------------------------------------------------------------ test controls
     def finish(self, ns: str, name: str, ok: bool = True) -> None:
@@ -53,12 +58,12 @@ class FakeKube:
         ]
         status["jobsStatus"] = [{"name": "node", "active": 0, "ready": 0, "succeeded": int(ok), "failed": int(not ok), "suspended": 0}]
 
-    def kubeconfig(self, path: Path, namespace: str = "default") -> Path:
+    def kubeconfig(self, path: Path, namespace: str = "default", token: str = "not-a-secret") -> Path:
         path.write_text(
             json.dumps({
                 "apiVersion": "v1", "kind": "Config", "current-context": "fake",
                 "clusters": [{"name": "fake", "cluster": {"server": self.url}}],
-                "users": [{"name": "tester", "user": {"token": "not-a-secret"}}],
+                "users": [{"name": "tester", "user": {"token": token}}],
                 "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "tester", "namespace": namespace}}],
             })  # fmt: skip
         )
@@ -66,6 +71,8 @@ class FakeKube:
 
     # ------------------------------------------------------------------ the API
     def _status(self, code: int, reason: str, message: str) -> tuple[int, dict[str, Any]]:
+        if self.echo_credentials:
+            message += f" (request: Authorization: {self.authorization})"
         return code, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": message, "reason": reason, "code": code}
 
     def _create_pods(self, ns: str, name: str, trainjob: dict[str, Any]) -> None:
@@ -150,6 +157,7 @@ def serve(fake: FakeKube) -> tuple[ThreadingHTTPServer, threading.Thread]:
             url = urlparse(self.path)
             length = int(self.headers.get("Content-Length") or 0)
             body = json.loads(self.rfile.read(length)) if length else None
+            fake.authorization = self.headers.get("Authorization", "")
             code, payload = fake.handle(self.command, url.path, parse_qs(url.query), body)
             data = payload.encode() if isinstance(payload, str) else json.dumps(payload).encode()
             self.send_response(code)

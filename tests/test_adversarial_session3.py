@@ -21,20 +21,13 @@ from nemorun.lower import Site
 from nemorun.plan import default_site, plan
 from nemorun.targets import slurm
 from tests.fixtures.slurm_cluster import SlurmCluster
-from tests.helpers import run_cli
+from tests.helpers import run_cli, one_line_error
 
 
 def _plan(overrides: list[str]):  # type: ignore[no-untyped-def]
     with compose.hydra_context() as loader:
         return plan(compose.sweep_batch(overrides), compose.FilesComposer(loader), default_site(),
                     command_overrides=overrides, multirun=True)
-
-
-def _one_line_error(proc) -> str:  # type: ignore[no-untyped-def]
-    assert proc.returncode == 2, (proc.returncode, proc.stderr)
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("nemorun: error: "), proc.stderr
-    return lines[0]
 
 
 # -- sweep-wide keys ---------------------------------------------------------------------------------
@@ -59,7 +52,7 @@ def test_dryrun_true_false_submits_nothing(cli_env: dict[str, str], nemorun_home
     """``dryrun=true,false`` used to SUBMIT both jobs (the one asked to be a dry run too)."""
     marker = tmp_path / "ran"
     proc = run_cli(["-m", "task=hello", f"task.inline='touch {marker}'", "dryrun=true,false"], env=cli_env)
-    assert "dryrun is one setting of the whole sweep" in _one_line_error(proc)
+    assert "dryrun is one setting of the whole sweep" in one_line_error(proc)
     assert not (nemorun_home / "experiments").exists() and not marker.exists()
 
 
@@ -68,7 +61,7 @@ def test_dryrun_true_false_submits_nothing(cli_env: dict[str, str], nemorun_home
 def test_an_experiment_file_under_multirun_is_one_line(args: list[str], cli_env: dict[str, str]) -> None:
     """Was ``internal error: AttributeError: 'dict' object has no attribute 'inline'`` (exit 1),
     or 'no task selected' for a launch that plainly selected an experiment."""
-    line = _one_line_error(run_cli(["-m", *args, "dryrun=true"], env=cli_env))
+    line = one_line_error(run_cli(["-m", *args, "dryrun=true"], env=cli_env))
     assert "cannot be swept with -m" in line
 
 
@@ -265,7 +258,7 @@ def test_resume_of_an_array_whose_table_is_gone(cli_env: dict[str, str], nemorun
     assert proc.returncode == -9, proc.stderr
     [folder] = (nemorun_home / "experiments" / "train").iterdir()
     (folder / "jobs" / "train-array" / "tasks.jsonl").unlink()
-    line = _one_line_error(run_cli(["exp", "rerun", folder.name, "--resume"], env=cli_env))
+    line = one_line_error(run_cli(["exp", "rerun", folder.name, "--resume"], env=cli_env))
     assert "array train-array would differ from the recorded one" in line
     assert json.loads((folder / "jobs" / "train-array" / "record.json").read_text())["phase"] != "submitted"
 
@@ -286,7 +279,7 @@ def test_array_limit_only_when_it_limits(limit: str, line: str, nemorun_home: Pa
 @pytest.mark.parametrize("axis", ["task.env.X=range(0,0)", "task.env.X=glob(*)"])
 def test_a_sweep_axis_without_values_is_one_line(axis: str, cli_env: dict[str, str]) -> None:
     """Was exit 0 with no output at all: nothing launched, nothing said."""
-    line = _one_line_error(run_cli(["-m", "task=hello", axis, "dryrun=true"], env=cli_env))
+    line = one_line_error(run_cli(["-m", "task=hello", axis, "dryrun=true"], env=cli_env))
     assert line == f"nemorun: error: {axis}: the sweep gives no values, so there would be no job to launch"
 
 
@@ -310,7 +303,7 @@ def test_max_jobs_of_a_rerun_or_python_sweep_is_checked(value: str) -> None:
                                   ["exp", "list", "--bogus"]])
 def test_exp_argument_mistakes_are_one_line(args: list[str], cli_env: dict[str, str]) -> None:
     """argparse printed its usage line and ``nemorun exp list: error: ...``: two lines, another prefix."""
-    line = _one_line_error(run_cli(args, env=cli_env))
+    line = one_line_error(run_cli(args, env=cli_env))
     assert line.endswith("--help)") and line.startswith("nemorun: error: exp")
 
 

@@ -21,20 +21,8 @@ from nemorun.packaging import Packages
 from nemorun.plan import plan
 from tests.dgxcloud_runai_server import RunaiServer
 from tests.fixtures.slurm_cluster import SlurmCluster
-from tests.helpers import PINNED_SITE, compose_config, run_cli
+from tests.helpers import PINNED_SITE, compose_config, run_cli, one_line_error, ok
 from tests.test_secrets_hardening import SECRET, dgx_args, leaks, runai  # noqa: F401 - runai is a fixture
-
-
-def _one_line_error(proc) -> str:  # type: ignore[no-untyped-def]
-    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("nemorun: error: "), proc.stderr
-    return lines[0]
-
-
-def _ok(proc):  # type: ignore[no-untyped-def]
-    assert proc.returncode == 0, (proc.stdout, proc.stderr)
-    return proc
 
 
 # -- 1a: an experiment file's tasks are not a sweep --------------------------------------------------
@@ -43,23 +31,23 @@ def _ok(proc):  # type: ignore[no-untyped-def]
 def test_experiment_file_tasks_are_not_sweep_columns(cli_env: dict[str, str]) -> None:
     """prepare_train_eval's tasks differ by design (task=hello vs task=train): ``exp list`` showed
     ``task,name,inline,steps`` as SWEEP and ``exp status``/``show`` as swept columns."""
-    _ok(run_cli(["experiment=prepare_train_eval", "wait=true"], env=cli_env))
-    [row] = json.loads(_ok(run_cli(["exp", "list", "--json"], env=cli_env)).stdout)
+    ok(run_cli(["experiment=prepare_train_eval", "wait=true"], env=cli_env))
+    [row] = json.loads(ok(run_cli(["exp", "list", "--json"], env=cli_env)).stdout)
     assert (row["kind"], row["swept"]) == ("experiment", [])
-    listed = _ok(run_cli(["exp", "list"], env=cli_env)).stdout.splitlines()
+    listed = ok(run_cli(["exp", "list"], env=cli_env)).stdout.splitlines()
     assert listed[1].split()[5] == "-"  # the SWEEP column
-    status = json.loads(_ok(run_cli(["exp", "status", "latest", "--json"], env=cli_env)).stdout)
+    status = json.loads(ok(run_cli(["exp", "status", "latest", "--json"], env=cli_env)).stdout)
     assert status["swept"] == [] and {j["values"] == {} for j in status["jobs"].values()} == {True}
-    table = _ok(run_cli(["exp", "status", "latest"], env=cli_env)).stdout.splitlines()
+    table = ok(run_cli(["exp", "status", "latest"], env=cli_env)).stdout.splitlines()
     assert table[1].split() == ["JOB", "STATE", "EXIT", "HANDLE", "DETAIL"]
-    shown = _ok(run_cli(["exp", "show", "latest"], env=cli_env)).stdout
+    shown = ok(run_cli(["exp", "show", "latest"], env=cli_env)).stdout
     [header] = [line for line in shown.splitlines() if line.startswith("JOB ")]
     assert header.split()[:2] == ["JOB", "PHASE"]
 
 
 def test_a_sweep_still_has_its_columns(cli_env: dict[str, str]) -> None:
-    _ok(run_cli(["-m", "task=hello", "task.name=sw", "task.env.X=1,2", "wait=true"], env=cli_env))
-    [row] = json.loads(_ok(run_cli(["exp", "list", "--json"], env=cli_env)).stdout)
+    ok(run_cli(["-m", "task=hello", "task.name=sw", "task.env.X=1,2", "wait=true"], env=cli_env))
+    [row] = json.loads(ok(run_cli(["exp", "list", "--json"], env=cli_env)).stdout)
     assert (row["kind"], row["swept"]) == ("sweep", ["task.env.X"])
 
 
@@ -69,7 +57,7 @@ def test_a_sweep_still_has_its_columns(cli_env: dict[str, str]) -> None:
 @pytest.mark.parametrize("limit", ["-1", "-7", "abc", "1.5", "", "0x10"])
 def test_exp_list_limit_mistakes_are_one_line(limit: str, cli_env: dict[str, str]) -> None:
     """``--limit -1`` listed everything (SQLite's "no limit"); now every non-count is refused."""
-    line = _one_line_error(run_cli(["exp", "list", f"--limit={limit}"], env=cli_env))
+    line = one_line_error(run_cli(["exp", "list", f"--limit={limit}"], env=cli_env))
     assert line.startswith("nemorun: error: exp list: argument --limit: must be a whole number >= 0 (0 = all)")
 
 
@@ -77,8 +65,8 @@ def test_exp_list_limit_mistakes_are_one_line(limit: str, cli_env: dict[str, str
 def test_exp_list_limit_counts(limit: str, shown: int, cli_env: dict[str, str]) -> None:
     """A limit past SQLite's 64-bit integers was a sqlite3 IntegrityError traceback (exit 1)."""
     for i in range(3):
-        _ok(run_cli(["task=hello", f"task.name=h{i}", "wait=true"], env=cli_env))
-    rows = json.loads(_ok(run_cli(["exp", "list", "--limit", limit, "--json"], env=cli_env)).stdout)
+        ok(run_cli(["task=hello", f"task.name=h{i}", "wait=true"], env=cli_env))
+    rows = json.loads(ok(run_cli(["exp", "list", "--limit", limit, "--json"], env=cli_env)).stdout)
     assert [r["name"] for r in rows] == ["h2", "h1", "h0"][:shown]
 
 
@@ -170,7 +158,7 @@ def test_any_mapping_key_arrives_as_the_same_string_or_is_refused(key: str) -> N
 @pytest.mark.parametrize("value", ["abc", "0", "-1", "1.5", "[1]", "1e3"])
 def test_launcher_max_parallel_mistakes_name_the_override(value: str, cli_env: dict[str, str]) -> None:
     """0 and -1 said ``max_parallel must be ...``: a key the user did not write."""
-    line = _one_line_error(run_cli(["-m", "task=hello", "task.env.X=1,2", f"hydra.launcher.max_parallel={value}",
+    line = one_line_error(run_cli(["-m", "task=hello", "task.env.X=1,2", f"hydra.launcher.max_parallel={value}",
                                     "dryrun=true"], env=cli_env))
     assert "hydra.launcher.max_parallel" in line
 
@@ -178,7 +166,7 @@ def test_launcher_max_parallel_mistakes_name_the_override(value: str, cli_env: d
 @pytest.mark.parametrize("args", [["task=hello"], ["experiment=prepare_train_eval"]])
 def test_launcher_max_parallel_on_a_single_run_is_refused(args: list[str], cli_env: dict[str, str]) -> None:
     """``max_parallel=2`` on one job is refused; ``hydra.launcher.max_parallel=2`` was silently ignored."""
-    line = _one_line_error(run_cli([*args, "hydra.launcher.max_parallel=2", "dryrun=true"], env=cli_env))
+    line = one_line_error(run_cli([*args, "hydra.launcher.max_parallel=2", "dryrun=true"], env=cli_env))
     assert line.startswith("nemorun: error: hydra.launcher.max_parallel limits how many jobs of a sweep run at once")
     with pytest.raises(ConfigError, match="^hydra.launcher.max_parallel limits"):
         python_api_launch([*args, "hydra.launcher.max_parallel=2", "dryrun=true"])
@@ -186,8 +174,8 @@ def test_launcher_max_parallel_on_a_single_run_is_refused(args: list[str], cli_e
 
 def test_launcher_max_parallel_on_a_rerun_of_a_single_run_is_refused(cli_env: dict[str, str], nemorun_home: Path) -> None:
     """``exp rerun ID hydra.launcher.max_parallel=2`` of a single run ran the job and ignored it."""
-    _ok(run_cli(["task=hello", "task.name=one", "wait=true"], env=cli_env))
-    line = _one_line_error(run_cli(["exp", "rerun", "latest", "hydra.launcher.max_parallel=2"], env=cli_env))
+    ok(run_cli(["task=hello", "task.name=one", "wait=true"], env=cli_env))
+    line = one_line_error(run_cli(["exp", "rerun", "latest", "hydra.launcher.max_parallel=2"], env=cli_env))
     assert line.startswith("nemorun: error: hydra.launcher.max_parallel limits")
     assert len(experiments(home=nemorun_home)) == 1
 
@@ -213,7 +201,7 @@ def test_resume_keeps_the_lanes_of_launcher_max_parallel(cli_env: dict[str, str]
     assert proc.returncode == -9, proc.stderr
     exp = Experiment.load("latest", home=nemorun_home)
     assert "hydra.launcher.max_parallel=1" in exp.meta["overrides"]
-    _ok(run_cli(["exp", "rerun", exp.id, "--resume"], env=cli_env))
+    ok(run_cli(["exp", "rerun", exp.id, "--resume"], env=cli_env))
     assert {s.state.value for s in exp.wait(poll=0.2).values()} == {"SUCCEEDED"}
     assert sorted(p.name for p in marks.iterdir()) == ["0", "1", "2"]
 
@@ -227,11 +215,11 @@ def test_a_status_detail_echoing_the_secret_reaches_no_output_and_no_file(
     app secret: ``exp status`` printed it in DETAIL and wrote it into record.json (errors were
     scrubbed, a job's state detail was not)."""
     cli_env["DGX_APP_SECRET"] = SECRET
-    _ok(run_cli(dgx_args(runai), env=cli_env))
+    ok(run_cli(dgx_args(runai), env=cli_env))
     [workload] = list(runai.state.workloads)
     runai.set_phase(workload, f"Failed: {SECRET}")
-    status = _ok(run_cli(["exp", "status", "latest"], env=cli_env))
-    listed = _ok(run_cli(["exp", "list"], env=cli_env))
+    status = ok(run_cli(["exp", "status", "latest"], env=cli_env))
+    listed = ok(run_cli(["exp", "list"], env=cli_env))
     assert "Failed: ***" in status.stdout
     assert leaks(nemorun_home, [SECRET], status.stdout, status.stderr, listed.stdout) == []
 
@@ -249,7 +237,7 @@ def test_an_override_that_is_not_utf8_is_one_line(args: list, cli_env: dict[str,
 
     argv = [sys.executable.encode(), b"-m", b"nemorun", *(a if isinstance(a, bytes) else a.encode() for a in args)]
     proc = subprocess.run(argv, capture_output=True, text=True, env=cli_env, timeout=120)
-    assert "is not UTF-8 text" in _one_line_error(proc)
+    assert "is not UTF-8 text" in one_line_error(proc)
     assert not (nemorun_home / "experiments").exists()
 
 
@@ -270,7 +258,7 @@ def test_python_api_text_with_nul_or_surrogates_is_refused(value: str, where: st
 
 def test_a_very_long_name_is_not_echoed_whole(cli_env: dict[str, str]) -> None:
     """A 100,000-character experiment name was repeated whole in the error line."""
-    line = _one_line_error(run_cli(["task=hello", f"name={'x' * 100_000}", "dryrun=true"], env=cli_env))
+    line = one_line_error(run_cli(["task=hello", f"name={'x' * 100_000}", "dryrun=true"], env=cli_env))
     assert "at most 64 characters" in line and "(100000 characters)" in line and len(line) < 600
     import nemorun
 
@@ -285,14 +273,14 @@ def test_a_very_long_name_is_not_echoed_whole(cli_env: dict[str, str]) -> None:
 def test_rerun_and_show_of_a_damaged_config_yaml(damage: str, cli_env: dict[str, str], nemorun_home: Path) -> None:
     """config.yaml gone or not UTF-8: ``exp show`` was a traceback, ``exp rerun`` an internal error;
     cut short, a rerun ran with whatever half of the config survived."""
-    _ok(run_cli(["task=hello", "task.name=dmg", "task.env.X=1", "wait=true"], env=cli_env))
+    ok(run_cli(["task=hello", "task.name=dmg", "task.env.X=1", "wait=true"], env=cli_env))
     exp = Experiment.load("latest", home=nemorun_home)
     config = exp.path / "config.yaml"
     good = config.read_bytes()
     {"gone": lambda: config.unlink(), "not utf-8": lambda: config.write_bytes(b"\xff\xfe" + good),
      "cut short": lambda: config.write_bytes(good[: len(good) // 2]), "empty": lambda: config.write_bytes(b""),
      "a list": lambda: config.write_bytes(b"- 1\n")}[damage]()
-    shown = _ok(run_cli(["exp", "show", exp.id], env=cli_env))
+    shown = ok(run_cli(["exp", "show", exp.id], env=cli_env))
     assert "task.env.X=1" in shown.stdout and "JOB " in shown.stdout and shown.stderr == ""
     proc = run_cli(["exp", "rerun", exp.id], env=cli_env)
     assert proc.returncode == 1 and proc.stderr.count("\n") == 1, proc.stderr
@@ -309,7 +297,7 @@ def test_rerun_and_show_of_a_damaged_config_yaml(damage: str, cli_env: dict[str,
 def test_error_lines_escape_control_characters(args: list[str], cli_env: dict[str, str]) -> None:
     """``allocation=a<ESC>b`` was refused with a line whose "write it as ..." held the raw ESC (and
     ``exp show <ESC>...`` echoed the id raw): the terminal obeyed it."""
-    line = _one_line_error(run_cli(args, env=cli_env))
+    line = one_line_error(run_cli(args, env=cli_env))
     assert "\x1b" not in line and "\x07" not in line and "\\x1b" in line
 
 
@@ -344,8 +332,8 @@ def test_resume_on_slurm_gives_a_lost_step_record_its_overrides(slurm_cluster: S
     assert "task.name=b" in fresh
     (exp.record.job_dir("b") / "record.json").unlink()
     # --resume plans from the config files: the experiment option's folder must be found again
-    _ok(run_cli(["exp", "rerun", exp.id, "--resume"], env={**cli_env, "NEMORUN_CONFIG_PATH": str(tmp_path / "conf")}))
+    ok(run_cli(["exp", "rerun", exp.id, "--resume"], env={**cli_env, "NEMORUN_CONFIG_PATH": str(tmp_path / "conf")}))
     job_id = exp.record.job("pair").handle["id"]
     assert (exp.record.job("b").overrides, exp.record.job("b").handle["id"]) == (fresh, f"{job_id}:b")
     assert {n: s.state.value for n, s in exp.wait(poll=0.5).items()} == dict.fromkeys(["pair", "a", "b"], "SUCCEEDED")
-    assert _ok(run_cli(["exp", "logs", exp.id, "b"], env=cli_env)).stdout.strip() == "b"
+    assert ok(run_cli(["exp", "logs", exp.id, "b"], env=cli_env)).stdout.strip() == "b"

@@ -301,3 +301,94 @@ def test_code_cache_prune_waits_for_a_launch_holding_the_lock(nemorun_home: Path
     _aged(old, 30)
     submitter._prune_quietly(client)  # pruned less than a day ago: not again
     assert old.is_dir()
+
+
+def test_second_task_image_missing_sends_nothing(env: dict[str, str], nemorun_home: Path, docker_engine: Any, client: Any,
+                                                 tmp_path: Path) -> None:  # fmt: skip
+    """The image check runs in resolve, for every task before the first is sent: the first task's
+    container is never created when the second task's image is not on the engine."""
+    conf = tmp_path / "conf"
+    (conf / "experiment").mkdir(parents=True)
+    (conf / "experiment" / "two.yaml").write_text(
+        "defaults:\n  - /_schema_experiment@_here_\n  - _self_\nname: two\ntasks:\n"
+        "  first:\n    overrides: [task=hello, task.name=first]\n"
+        "  second:\n    overrides: [task=hello, task.name=second, executor.container_image=local/nothere:1]\n")
+    proc = run_cli(["--config-dir", str(conf), *base(docker_engine)[:1], *base(docker_engine)[2:], "experiment=two"], env=env)
+    assert_one_line_error(proc, 1, "job second was not submitted", "local/nothere:1", "never pulls", "no job of this launch was sent")
+    rec = only_experiment(nemorun_home)
+    assert (rec.job("first").phase, rec.job("second").phase) == ("rendered", "failed-to-submit")
+    assert client.containers.list(all=True, filters={"label": f"{LABEL_EXPERIMENT_ID}={rec.id}"}) == []
+
+
+class EngineCalls:
+    """The container endpoints docker-py calls on the real engine (paths of its HTTP requests)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.paths: list[str] = []
+        send = docker.api.client.APIClient.send
+
+        def counting(api: Any, request: Any, **kwargs: Any) -> Any:
+            path = request.path_url.split("?")[0]
+            if "/containers/" in path or "/images/" in path:
+                self.paths.append(path.split("/", 2)[2] if path.startswith("/v") else path.lstrip("/"))
+            return send(api, request, **kwargs)
+
+        monkeypatch.setattr(docker.api.client.APIClient, "send", counting)
+
+    def take(self) -> tuple[int, int]:
+        """(list calls, inspect calls) since the last take."""
+        lists = sum(p == "containers/json" for p in self.paths)
+        inspects = sum(p.startswith("containers/") and p.endswith("/json") and p != "containers/json" for p in self.paths)
+        self.paths.clear()
+        return lists, inspects
+
+
+def test_status_poll_is_one_list_call_and_inspects_only_ended_containers(env: dict[str, str], nemorun_home: Path, docker_engine: Any,
+                                                                         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    out = tmp_path / "out"
+    out.mkdir()
+    task = "task.inline='touch /out/up-$JOB; until [ -e /out/go ]; do sleep 0.05; done; exit 3'"
+    proc = run_cli(["-m", *base(docker_engine, task, f"executor.volumes=['{out}:/out']"), "+executor.env_vars.JOB=a,b,c"], env=env)
+    assert proc.returncode == 0, proc.stderr
+    rec = only_experiment(nemorun_home)
+    handles = [j.handle_obj() for j in (rec.job(n) for n in rec.meta["jobs"])]
+    assert all(h is not None and h.data["retries"] == 0 for h in handles)
+    deadline = time.monotonic() + 60
+    while len(list(out.glob("up-*"))) < 3:  # every container is running
+        assert time.monotonic() < deadline, "the containers did not start"
+        time.sleep(0.05)
+    calls = EngineCalls(monkeypatch)
+    for _ in range(3):
+        states = submitter.status(handles)
+        assert {s.state for s in states.values()} == {AppState.RUNNING}
+        assert calls.take() == (1, 0)  # one list per poll, no container inspected
+    (out / "go").touch()
+    ended: dict[str, Any] = {}
+    while len(ended) < 3:
+        assert time.monotonic() < deadline + 60, f"the containers did not end: {ended}"
+        states = submitter.status(handles)
+        lists, inspects = calls.take()
+        newly = {k: s for k, s in states.items() if s.state.is_terminal and k not in ended}
+        assert lists == 1 and inspects == len(newly), (lists, inspects, states)  # only what just ended
+        ended.update(newly)
+        handles = [h for h in handles if h.id not in ended]  # as a tracker polls: live jobs only
+        time.sleep(0.05)
+    assert {(s.state, s.exit_code) for s in ended.values()} == {(AppState.FAILED, 3)}
+
+
+def test_resolve_asks_the_engine_for_an_image_once_per_launch(docker_engine: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every job of a sweep is resolved before the first is sent; they share the image: one look."""
+    from nemorun.errors import SubmitError
+    from tests.test_submitter_contract import _compile
+
+    job = _compile(base(docker_engine), tmp_path)
+    calls = EngineCalls(monkeypatch)
+    for _ in range(3):
+        assert submitter.resolve(job) is job
+    assert sum(p.startswith("images/") for p in calls.paths) == 1
+    other = _compile(base(docker_engine), tmp_path)  # the next launch (another experiment id) looks again
+    submitter.resolve(other)
+    assert sum(p.startswith("images/") for p in calls.paths) == 2
+    missing = _compile([*base(docker_engine), "executor.container_image=local/nothere:2"], tmp_path)
+    with pytest.raises(SubmitError, match="local/nothere:2 is not on the Docker engine"):
+        submitter.resolve(missing)

@@ -119,7 +119,7 @@ def test_upstream_failure_skips_downstream(cli_env: dict[str, str], tmp_path: Pa
 def test_failed_submission_is_listed_as_failed(cli_env: dict[str, str]) -> None:
     """The launch raises on the failure path; the catalog row must still be refreshed."""
     proc = run_cli(["task=hello", "executor.workdir=/nonexistent"], env=cli_env)
-    assert proc.returncode == 1 and "working directory /nonexistent does not exist" in proc.stderr, proc.stderr
+    assert proc.returncode == 2 and "working directory /nonexistent does not exist" in proc.stderr, proc.stderr
     [row] = json.loads(run_cli(["exp", "list", "--json"], env=cli_env).stdout)
     assert row["states"] == {"FAILED": 1}, row
     exp = Experiment.load(row["id"], home=cli_env["NEMORUN_HOME"])

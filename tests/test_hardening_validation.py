@@ -10,7 +10,7 @@ import pytest
 
 from nemorun.errors import ArtifactError
 from nemorun.validate import batched_shell_checks, check_shell_syntax
-from tests.helpers import run_cli
+from tests.helpers import run_cli, one_line_error
 
 SLURM = ["executor=slurm", "executor.account=a", "executor.partition=batch", "task=hello"]
 
@@ -19,18 +19,11 @@ def _env(tmp_path: Path) -> dict[str, str]:
     return {**os.environ, "NEMORUN_HOME": str(tmp_path / "home")}
 
 
-def _one_line_error(proc, code: int = 2) -> str:
-    assert proc.returncode == code, (proc.stdout, proc.stderr)
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("nemorun: error: "), proc.stderr
-    return lines[0]
-
-
 def test_sweep_dry_run_checks_syntax_without_running_it(tmp_path: Path) -> None:
     proc = run_cli(["-m", *SLURM, 'task.inline="echo 1","echo 2"',
                     'executor.setup_lines=["}","touch pwned","f() {"]', "dryrun=true"], env=_env(tmp_path), cwd=str(tmp_path))
     assert not (tmp_path / "pwned").exists()
-    assert "sbatch.sh is not valid bash" in _one_line_error(proc)
+    assert "sbatch.sh is not valid bash" in one_line_error(proc)
 
 
 def test_every_script_of_a_batch_is_checked_alone(tmp_path: Path) -> None:
@@ -54,7 +47,7 @@ def test_every_script_of_a_batch_is_checked_alone(tmp_path: Path) -> None:
 
 def test_newline_in_name_is_refused_before_anything_runs(tmp_path: Path) -> None:
     proc = run_cli(["task=hello", 'name="q\ntouch pwned #"', "wait=true"], env=_env(tmp_path), cwd=str(tmp_path))
-    assert "must be a name" in _one_line_error(proc)
+    assert "must be a name" in one_line_error(proc)
     assert not (tmp_path / "pwned").exists()
     assert not (tmp_path / "home" / "experiments").exists() or not any((tmp_path / "home" / "experiments").iterdir())
 
@@ -63,14 +56,14 @@ def test_newline_in_name_is_refused_before_anything_runs(tmp_path: Path) -> None
                                       "task.name=-rf", f"task.name={'x' * 65}"])
 def test_bad_task_names_fail_at_compose_time(tmp_path: Path, override: str) -> None:
     proc = run_cli(["task=hello", override, "dryrun=true"], env=_env(tmp_path), cwd=str(tmp_path))
-    assert "task: name must be a name" in _one_line_error(proc)
+    assert "task: name must be a name" in one_line_error(proc)
 
 
 @pytest.mark.parametrize("override", ["name=../../escape", "name=a/b", "name=..", "name='x y'"])
 def test_bad_experiment_names_fail_in_a_dry_run_too(tmp_path: Path, override: str) -> None:
     # needs nemorun.lower.experiment_name to apply schemas.core.check_name (see the HARD report)
     proc = run_cli(["task=hello", override, "dryrun=true"], env=_env(tmp_path), cwd=str(tmp_path))
-    assert "must be a name" in _one_line_error(proc)
+    assert "must be a name" in one_line_error(proc)
 
 
 @pytest.mark.parametrize(
@@ -110,4 +103,4 @@ def test_bad_experiment_names_fail_in_a_dry_run_too(tmp_path: Path, override: st
 )
 def test_bad_numbers_and_paths_fail_at_compose_time(tmp_path: Path, overrides: list[str], message: str) -> None:
     proc = run_cli([*overrides, "dryrun=true"], env=_env(tmp_path), cwd=str(tmp_path))
-    assert message in _one_line_error(proc)
+    assert message in one_line_error(proc)

@@ -117,3 +117,19 @@ def test_node_accessors_do_not_resolve() -> None:
     assert hydra_compat.full_key(d, "e") == "d.e"
     assert hydra_compat.parent(hydra_compat.child_node(d, "e")) is d
     assert hydra_compat.child_node(cfg, "absent") is None
+
+
+def test_compose_without_hydra_node_gives_the_compose_apis_config_or_steps_aside(loader) -> None:  # type: ignore[no-untyped-def]
+    """Every private call it makes (the defaults list without ``hydra/config``, the compose from it,
+    the override merge) in one compose; ``tests/test_compose_paths_agree.py`` compares the two ways
+    over every option and kind of override."""
+    from hydra import compose as hydra_compose
+
+    overrides = compose.free_form_overrides(["task=train", "task.params.lr=0.5", "executor.env_vars.A=1"])
+    short = hydra_compat.compose_without_hydra_node(loader, compose.CONFIG_NAME, overrides)
+    full = hydra_compose(config_name=compose.CONFIG_NAME, overrides=overrides)
+    assert short is not None and "hydra" not in short and OmegaConf.is_struct(short)
+    assert OmegaConf.to_yaml(short) == OmegaConf.to_yaml(full)
+    assert OmegaConf.get_type(short.executor) is OmegaConf.get_type(full.executor)
+    for reaches_hydra in (["task=train", "hydra.job.chdir=true"], ["task=train", "hydra/launcher=basic"], ["~hydra"]):
+        assert hydra_compat.compose_without_hydra_node(loader, compose.CONFIG_NAME, reaches_hydra) is None

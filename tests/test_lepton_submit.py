@@ -414,3 +414,17 @@ def test_sweep_refused_at_its_third_job_sends_none(lepton: FakeLepton, lepton_en
     assert lepton.bodies == [] and lepton.jobs == {}
     phases = sorted(json.loads(p.read_text())["phase"] for p in _records(nemorun_home))
     assert phases == ["failed-to-submit", "rendered", "rendered"]
+
+
+def test_node_groups_are_listed_once_per_launch(lepton: FakeLepton, lepton_env: dict[str, str], nemorun_home: Path) -> None:
+    """Every job of a sweep is resolved before the first is sent: the workspace's node groups are
+    listed ONCE for the launch (was once per job), and every job is sent with the group's id; the
+    next launch lists them again (groups come and go)."""
+    listings = lambda: lepton.requests.count(("GET", f"{PREFIX}/dedicated-node-groups"))  # noqa: E731
+    proc = run_cli(["-m", *LEPTON_ARGS, "executor.env_vars.SEED=1,2,3,4"], env=lepton_env)
+    assert proc.returncode == 0, proc.stderr
+    assert len(lepton.bodies) == 4 and listings() == 1
+    assert {tuple(b["spec"]["affinity"]["allowed_dedicated_node_groups"]) for b in lepton.bodies} == {("ng-h100-7f3a",)}
+    again = run_cli(LEPTON_ARGS, env=lepton_env)
+    assert again.returncode == 0, again.stderr
+    assert len(lepton.bodies) == 5 and listings() == 2

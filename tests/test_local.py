@@ -110,7 +110,7 @@ def test_cancel_stops_the_whole_process_group(cli_env: dict[str, str], nemorun_h
 
 def test_submission_failure_is_recorded(cli_env: dict[str, str], nemorun_home: Path, tmp_path: Path) -> None:
     proc = run_cli(["task=hello", f"executor.workdir={tmp_path / 'missing'}"], env=cli_env)
-    assert proc.returncode == 1
+    assert proc.returncode == 2  # a config mistake, refused by resolve before anything is sent
     assert proc.stderr.startswith("nemorun: error: job hello was not submitted: working directory")
     job = only_experiment(nemorun_home).job("hello")
     assert job.phase == "failed-to-submit" and "does not exist" in (job.error or "")

@@ -269,7 +269,7 @@ def test_dgxcloud_refuses_to_submit_outside_a_pod_that_mounts_the_pvc(repo: Path
                                                                        tmp_path: Path) -> None:  # fmt: skip
     pvc = tmp_path / "not-mounted-here"
     proc = run_cli([*_dgx_args(runai.base_url, pvc), "task=hello", "packager=git"], env=dgx_env, cwd=str(repo))
-    assert proc.returncode == 1
+    assert proc.returncode == 2  # refused by resolve, before anything is written or sent
     assert proc.stderr.count("\n") == 1, proc.stderr
     assert f"executor.pvc_nemo_run_dir {pvc}/nemo_run does not exist here" in proc.stderr
     assert f"mounts PVC nemo-pvc at {pvc}" in proc.stderr
@@ -357,3 +357,23 @@ def test_dgxcloud_workload_listing_follows_the_spec(runai: RunaiServer, dgx_env:
     assert [w["id"] for w in listed] == [workload["workloadId"]]
     assert runai_errors(listed[0], "Workload") == []
     assert client.call("GET", "/workloads", params={"filterBy": "name=^other"}).json()["workloads"] == []
+
+
+def test_dgxcloud_second_task_without_its_pvc_folder_sends_nothing(repo: Path, runai: RunaiServer, dgx_env: dict[str, str],
+                                                                    nemorun_home: Path, tmp_path: Path) -> None:  # fmt: skip
+    """The PVC folder check runs in resolve, for every task before the first is sent: task 1
+    (its PVC folder here) is neither placed on the PVC nor created as a workload."""
+    pvc = tmp_path / "pvc"
+    (pvc / "nemo_run").mkdir(parents=True)
+    gone = tmp_path / "not-mounted-here"
+    conf = tmp_path / "conf"
+    write_files(conf, {"experiment/two.yaml": (
+        "defaults:\n  - /_schema_experiment@_here_\n  - _self_\nname: two\ntasks:\n"
+        "  first:\n    overrides: [task=hello, task.name=first]\n"
+        f"  second:\n    overrides: [task=hello, task.name=second, 'executor.pvcs=[{{claim_name: other-pvc, path: {gone}}}]', "
+        f"'executor.pvc_nemo_run_dir={gone}/nemo_run']\n")})  # fmt: skip
+    proc = run_cli(["--config-dir", str(conf), *_dgx_args(runai.base_url, pvc), "packager=git", "experiment=two"], env=dgx_env, cwd=str(repo))
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("nemorun: error: job second was not submitted: "), proc.stderr
+    assert f"executor.pvc_nemo_run_dir {gone}/nemo_run does not exist here" in proc.stderr and "no job of this launch was sent" in proc.stderr
+    assert runai.calls("POST", "/workloads/trainings") == [] and list((pvc / "nemo_run").iterdir()) == []

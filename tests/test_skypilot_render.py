@@ -118,7 +118,7 @@ def test_unreachable_api_server_is_one_line_and_recorded(cli_env: dict[str, str]
     proc = run_cli(["executor=skypilot", "task=hello", "executor.infra=k8s"], env=env)
     assert proc.returncode == 1, proc.stderr
     lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and url in lines[0] and "launch" in lines[0], proc.stderr
+    assert len(lines) == 1 and url in lines[0] and "not submitted" in lines[0], proc.stderr  # refused by resolve, before sky.launch
     records = list(nemorun_home.glob("experiments/hello/*/jobs/hello/record.json"))
     assert len(records) == 1
     rec = json.loads(records[0].read_text())

@@ -54,6 +54,81 @@ def test_a_compose_cache_hit_imports_no_hydra(cli_env: dict[str, str], tmp_path:
     assert "nemorun.targets.local" in warm  # it did render (from the cached config)
 
 
+# What a single dry run has no use for: the experiment catalog (SQLite) is opened only to record a
+# launch; SSH, container and cloud SDKs only to reach a backend.
+NOT_FOR_A_DRY_RUN = ("sqlite3", "_sqlite3", "paramiko", "fabric", "invoke", "docker", "kubernetes", "sky",
+                     "requests", "urllib3", "ssl", "http.client", "asyncio", "concurrent.futures", "multiprocessing")
+
+
+@pytest.mark.parametrize("cache", ["0", "1"])
+def test_a_single_dry_run_imports_no_recording_or_backend_machinery(cli_env: dict[str, str], tmp_path: Path,
+                                                                     cache: str) -> None:
+    cli_env["NEMORUN_COMPOSE_CACHE"] = cache
+    _modules_after(_cli(DRY_RUN), cli_env, tmp_path)  # with the cache on: the next run is a hit
+    loaded = _modules_after(_cli(DRY_RUN), cli_env, tmp_path)
+    assert "nemorun.targets.local" in loaded  # it did render
+    assert not set(NOT_FOR_A_DRY_RUN) & loaded, sorted(set(NOT_FOR_A_DRY_RUN) & loaded)
+
+
+def test_a_plain_run_composes_without_hydras_own_node(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hydra's compose API composes its ``hydra`` node (launcher, sweeper, logging, help) and throws it
+    away: a plain run does not call it (the same config, tests/test_compose_paths_agree.py); an
+    override of ``hydra`` still does."""
+    import io
+
+    import hydra
+
+    calls: list[list[str]] = []
+    real = hydra.compose
+
+    def counted(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(list(kwargs.get("overrides") or []))
+        return real(*args, **kwargs)
+
+    monkeypatch.setenv("NEMORUN_COMPOSE_CACHE", "0")
+    monkeypatch.setattr(hydra, "compose", counted)
+    out = io.StringIO()
+    launching.launch([*DRY_RUN, "task.params.lr=0.5"], out=out)
+    assert calls == [] and '"lr": 0.5' in out.getvalue()
+    launching.launch([*DRY_RUN, "hydra.job.chdir=true"], out=io.StringIO())
+    assert calls == [["task=train", "dryrun=true", "hydra.job.chdir=true"]]
+
+
+def test_the_cli_starts_up_without_the_cyclic_collector_and_plans_with_it(cli_env: dict[str, str],
+                                                                          tmp_path: Path) -> None:
+    """``python -m nemorun`` and the console script pause the collector before importing the CLI;
+    it stays off while the config is composed and is on again (start-up's objects frozen) before
+    a single run or a sweep is planned. A process that calls :func:`nemorun.cli.main` itself keeps
+    its collector as it was."""
+    cli_env["NEMORUN_COMPOSE_CACHE"] = "0"
+    code = (
+        "import gc, io, contextlib\n"
+        "gc.disable()\n"
+        "from nemorun import cli, compose, launching\n"
+        "seen = []\n"
+        "def spy(name, real):\n"
+        "    def call(*a, **k):\n"
+        "        seen.append((name, gc.isenabled(), gc.get_freeze_count() > 0))\n"
+        "        return real(*a, **k)\n"
+        "    return call\n"
+        "compose.compose_single = spy('compose', compose.compose_single)\n"
+        "launching.plan_config = spy('plan single', launching.plan_config)\n"
+        "launching.plan = spy('plan sweep', launching.plan)\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    cli.run(['task=train', 'dryrun=true'])\n"
+        "    cli.run(['-m', 'task=train', 'task.params.lr=0.1,0.2', 'dryrun=true'])\n"
+        "    gc.unfreeze(); gc.enable()\n"
+        "    cli.main(['task=train', 'dryrun=true'])\n"
+        "print(seen)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], env=cli_env, cwd=tmp_path, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    seen = eval(proc.stdout.strip().splitlines()[-1])  # noqa: S307 - our own printed list
+    assert seen == [("compose", False, False), ("plan single", True, True), ("plan sweep", True, True),
+                    ("compose", True, False), ("plan single", True, False)]
+
+
 def test_max_parallel_on_a_single_run_is_still_refused_and_other_values_still_pass() -> None:
     assert launching._max_parallel(["task=train", "name=hydra.launcher.max_parallel"]) is None  # a value, not the key
     assert launching._max_parallel(["task=train", "+hydra.launcher.max_parallel=3"]) == 3

@@ -31,7 +31,7 @@ from typing import Any, Callable, Iterator, Optional
 import pytest
 
 from nemorun import submitters
-from nemorun.errors import SubmitError
+from nemorun.errors import ConfigError, SubmitError
 from nemorun.ir import Job
 from nemorun.lower import Site, check_config, compile_job
 from nemorun.states import AppState, Handle, JobStatus
@@ -108,6 +108,7 @@ class Backend:
     down_env: dict[str, str] = field(default_factory=dict)  # where the endpoint is not a config option
     down_module: Optional[Callable[[], Any]] = None  # skypilot: makes a client process that talks to a dead server
     cleanup: list[Callable[[], None]] = field(default_factory=list)
+    down_error: type[Exception] = SubmitError  # what the "down" submission raises
 
 
 def _free_port() -> int:
@@ -125,7 +126,7 @@ def _compile(overrides: list[str], submit_dir: Path) -> Job:
 
 def _send(job: Job, module: Any = None) -> Handle:
     """The executor's order: resolve + render + validate, record the artifacts, submit them."""
-    job, rendered = submitters.prepare(job)
+    job, rendered = module.prepare(job) if isinstance(module, _ClientProcess) else submitters.prepare(job)  # resolve may import the SDK
     for name, text in rendered.artifacts.items():
         atomic_write(Path(job.job_dir) / name, text, mode=0o755 if name.endswith(".sh") else 0o644)
     return (module or submitters.submitter(job.target)).submit(rendered, job)
@@ -145,8 +146,10 @@ def _wait_terminal(module: Any, handle: Handle, finish: Callable[[Handle], None]
 
 def _local(request: pytest.FixtureRequest, tmp: Path, monkeypatch: pytest.MonkeyPatch) -> Backend:
     unknown = Handle("local", "999999999", {"pid": 999999999, "start_time": None, "job_dir": str(tmp / "never")})
-    # "down" for a backend that is this machine: a working directory that is not there
-    return Backend("local", submitters.submitter("local"), [], [f"executor.workdir={tmp / 'missing'}"], unknown)
+    # "down" for a backend that is this machine: a working directory that is not there, a config
+    # mistake that resolve refuses before anything of the launch is sent
+    return Backend("local", submitters.submitter("local"), [], [f"executor.workdir={tmp / 'missing'}"], unknown,
+                   down_error=ConfigError)
 
 
 def _slurm(request: pytest.FixtureRequest, tmp: Path, monkeypatch: pytest.MonkeyPatch) -> Backend:
@@ -293,6 +296,9 @@ while True:
             raise SubmitError(reply[1])
         return reply[1]
 
+    def prepare(self, job: Job) -> tuple[Job, Any]:
+        return self._call("prepare", job)
+
     def submit(self, rendered: Any, job: Job) -> Handle:
         return self._call("submit", rendered, job)
 
@@ -404,7 +410,7 @@ def test_backend_down_is_one_line(backend: Backend, tmp_path: Path, monkeypatch:
     for k, v in backend.down_env.items():
         monkeypatch.setenv(k, v)
     module = backend.down_module() if backend.down_module else backend.module
-    with pytest.raises(SubmitError) as err:
+    with pytest.raises(backend.down_error) as err:
         _send(_job(backend, tmp_path, overrides=backend.down), module)
     message = str(err.value)
     assert message and "\n" not in message.strip(), message

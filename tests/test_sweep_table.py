@@ -125,7 +125,7 @@ def test_task_records_are_one_batch_and_small(tmp_path: Path, monkeypatch: pytes
     assert syncs == [record.path, record.path]  # data, then renames: two syncs for 200 records
     assert [r.array_index for r in record.jobs()] == list(range(200))
     raw = json.loads((record.job_dir("t-007") / "record.json").read_text())
-    assert set(raw) == {"name", "target", "phase", "state", "overrides", "array", "array_index", "updated_at"}
+    assert set(raw) == {"name", "target", "phase", "state", "overrides", "array", "array_index", "updated_at", "rev"}
     assert not list(record.path.rglob("*.tmp"))
 
 

@@ -1,3 +1,6 @@
-from nemorun.cli import main
+import gc
 
-main()
+gc.disable()  # until the CLI's start-up is over: see nemorun.cli.run
+from nemorun.cli import run  # noqa: E402
+
+run()

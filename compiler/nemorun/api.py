@@ -26,23 +26,34 @@ is translated to the same override list, so it records, reruns and renders like 
 from __future__ import annotations
 
 import copy
+import importlib
 import sys
 import time
 import warnings
 from pathlib import Path
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping, Optional, Sequence, TextIO, Union
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, Optional, Sequence, TextIO, Union
 
-from nemorun import catalog, launching, submitters, tracking
+from nemorun import catalog, submitters, tracking
 from nemorun.errors import ConfigError
-from nemorun.plan import DEPENDENCY_TYPES
-from nemorun.python_api import (
-    AnyExecutor, LocalExecutor, Task, checked_overrides, executor_overrides, experiment_override, hydra_value, job_overrides,
-    sweep_overrides, task_overrides,
-)
-from nemorun.schemas.core import check_name
+from nemorun.names import check_name
 from nemorun.states import AppState, Handle, JobStatus
 from nemorun.store import JOB_FILE, ExperimentRecord, JobRecord, nemorun_home
+
+if TYPE_CHECKING:
+    from nemorun.python_api import AnyExecutor, Task
+
+
+def _launching() -> ModuleType:
+    """nemorun.launching (Hydra, OmegaConf, the composer and planner: ~0.25 s), loaded when a
+    launch, rerun or resume needs it: ``nemorun exp list|show|status|logs|cancel`` never does."""
+    return importlib.import_module("nemorun.launching")
+
+
+def _python_api() -> ModuleType:
+    """nemorun.python_api (OmegaConf and every schema), loaded when an experiment is built in Python."""
+    return importlib.import_module("nemorun.python_api")
 
 
 def _home(home: Optional[str | Path] = None) -> Path:
@@ -130,13 +141,14 @@ class Experiment:
             raise ConfigError(f"experiment {self.id} has already run: use exp.rerun() or a new Experiment")
         if any(e.grid is not None for e in self._entries):
             raise ConfigError("an experiment with a sweep holds that sweep only: add other jobs to another experiment")
-        job_overrides(task, executor or self._executor)  # a bad task or executor fails here, not at run()
+        _python_api().job_overrides(task, executor or self._executor)  # a bad task or executor fails here, not at run()
         known = [e.name for e in self._entries]
         for dep in depends_on:
             if dep not in known:
                 raise ConfigError(f"depends_on: no job {dep!r} in this experiment yet (jobs: {', '.join(known) or 'none'})")
-        if dependency_type not in DEPENDENCY_TYPES:
-            raise ConfigError(f"dependency_type={dependency_type!r}; use one of {', '.join(DEPENDENCY_TYPES)}")
+        kinds = importlib.import_module("nemorun.plan").DEPENDENCY_TYPES
+        if dependency_type not in kinds:
+            raise ConfigError(f"dependency_type={dependency_type!r}; use one of {', '.join(kinds)}")
         # copies, as NeMo-Run takes them: changing the objects after add() must not change this job
         entry = _Entry(copy.deepcopy(task), copy.deepcopy(executor), self._unique(name, task), list(depends_on),
                        dependency_type, allocation=allocation)
@@ -151,8 +163,8 @@ class Experiment:
         whole sweep as ONE Slurm job, each point a step of it (the CLI's ``allocation=NAME``)."""
         if self._entries:
             raise ConfigError("a sweep is an experiment of its own: add it to an empty Experiment")
-        sweep_overrides(task, grid)
-        job_overrides(task, executor or self._executor)
+        _python_api().sweep_overrides(task, grid)
+        _python_api().job_overrides(task, executor or self._executor)
         self._entries.append(_Entry(copy.deepcopy(task), copy.deepcopy(executor), name or str(task.name), grid=dict(grid),
                                     allocation=allocation))
         return self._entries[0].name
@@ -163,9 +175,11 @@ class Experiment:
         if not self._entries:
             raise ConfigError(f"experiment '{self.title}' has no jobs: exp.add(task) first")
         first = self._entries[0]
+        api = _python_api()
+        checked_overrides, job_overrides, hydra_value = api.checked_overrides, api.job_overrides, api.hydra_value
         if first.grid is not None:
             ovs = [*job_overrides(first.task, first.executor or self._executor, first.name),
-                   *sweep_overrides(first.task, first.grid),
+                   *api.sweep_overrides(first.task, first.grid),
                    *([] if first.allocation is None else [f"allocation={hydra_value(first.allocation)}"]),
                    f"name={self.title}"]
             return checked_overrides(ovs), True
@@ -174,21 +188,22 @@ class Experiment:
                                       f"name={self.title}"]), False
         # One executor for every job goes on the "command line" of the experiment, not into each
         # task: `exp rerun ID executor.x=y` then reaches every job (a task's own overrides come last).
-        executors = [executor_overrides(e.executor or self._executor or LocalExecutor(), e.name) for e in self._entries]
+        executors = [api.executor_overrides(e.executor or self._executor or api.LocalExecutor(), e.name) for e in self._entries]
         shared = executors[0] if all(x == executors[0] for x in executors) else []
         tasks = {}
         for i, (e, ex) in enumerate(zip(self._entries, executors)):
             deps = list(e.depends_on)
             if sequential and i and self._entries[i - 1].name not in deps:
                 deps.append(self._entries[i - 1].name)
-            tasks[e.name] = ([*([] if shared else ex), *task_overrides(e.task)], deps, e.dependency_type, e.allocation)
-        return checked_overrides([*shared, experiment_override(self.title, tasks)]), False
+            tasks[e.name] = ([*([] if shared else ex), *api.task_overrides(e.task)], deps, e.dependency_type, e.allocation)
+        return checked_overrides([*shared, api.experiment_override(self.title, tasks)]), False
 
     def dryrun(self, render_dir: Optional[str | Path] = None, out: Optional[TextIO] = None) -> None:
         """Render and check every artifact and print it (``render_dir``: also write them there); submit nothing."""
         overrides, sweep = self.overrides()
         self._shown = True
-        extra = [f"render_dir={Path(render_dir).resolve()}"] if render_dir is not None else []
+        # quoted: a folder named like 'a#b', "it's" or '${x}' is a path, not override syntax
+        extra = [f"render_dir={_python_api().hydra_value(str(Path(render_dir).resolve()))}"] if render_dir is not None else []
         launch([*overrides, *extra], dryrun=True, multirun=sweep, out=out or sys.stdout)
 
     def run(self, detach: bool = True, sequential: bool = False, dryrun: bool = False,
@@ -203,7 +218,7 @@ class Experiment:
             launch(overrides, dryrun=True, multirun=sweep, out=out)
             self._shown = True
             return self
-        path = launching.record_path(launching.launch([*overrides, *([] if detach else ["wait=true"])], multirun=sweep, out=out))
+        path = _launching().record_path(_launching().launch([*overrides, *([] if detach else ["wait=true"])], multirun=sweep, out=out))
         if path is not None:
             self._attach(path)
         return self
@@ -299,7 +314,18 @@ class Experiment:
             elif handle is None and rec.phase == "rendered" and (self.record.job_dir(rec.name) / JOB_FILE).exists():
                 rec.state, rec.detail = AppState.CANCELLED.value, "cancelled before submission"
                 self.record.save_job(rec)
+                sent = rec.handle_obj()  # the launch recorded it sent first: the compare-and-swap kept its handle
+                if sent is not None and not rec.app_state.is_terminal:
+                    submitters.submitter(sent.backend).cancel(sent)
+                    rec.cancelled_at = time.time()
+                    self.record.save_job(rec)
                 done.append(rec.name)
+        # an array not sent yet is a record of its own (not among the jobs): the launch about to send it skips it
+        for name in (self.meta.get("arrays") or {}) if job is None else ():
+            rec = self.record.try_job(name)
+            if rec is not None and rec.handle_obj() is None and rec.phase == "rendered":
+                rec.state, rec.detail = AppState.CANCELLED.value, "cancelled before submission"
+                self.record.save_job(rec)
         self.status(job)
         return done
 
@@ -317,9 +343,9 @@ class Experiment:
         ``fresh_code=True`` packs the current working tree instead.
         """
         if resume:
-            launching.resume(self.record, out=out)
+            _launching().resume(self.record, out=out)
             return Experiment(self.path)
-        path = launching.record_path(launching.rerun(self.record, overrides, fresh_code=fresh_code, out=out))
+        path = _launching().record_path(_launching().rerun(self.record, overrides, fresh_code=fresh_code, out=out))
         return Experiment(path) if path is not None else None
 
 
@@ -332,7 +358,7 @@ def launch(
 ) -> Optional[Experiment]:
     """Compose, check, render, record and submit, like ``nemorun [-m] overrides...``."""
     args = list(overrides) + (["dryrun=true"] if dryrun else [])
-    path = launching.record_path(launching.launch(args, multirun=multirun, out=out))
+    path = _launching().record_path(_launching().launch(args, multirun=multirun, out=out))
     return Experiment(path) if path is not None else None
 
 

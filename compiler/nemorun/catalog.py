@@ -1,7 +1,9 @@
 """SQLite index of the experiment folders: ``NEMORUN_HOME/catalog.db``.
 
 Why both: the folders (:mod:`nemorun.store`) are the truth and readable by any tool; listing
-hundreds of experiments by opening every ``experiment.json`` and ``record.json`` would be slow.
+hundreds of experiments by opening every ``experiment.json``, ``record.json`` and ``states.json``
+would be slow. A row's job states are read as :meth:`nemorun.store.ExperimentRecord.job` reads them
+(a record and the state a status saw since), never from ``record.json`` alone.
 The catalog caches one row per experiment (id, name, target, created, jobs, state counts, the
 keys a sweep varies, and when a job state was last checked — so ``exp list`` can say how old a
 non-final state is).
@@ -15,23 +17,25 @@ switching the journal mode is not itself safe to race.
 Damage: a ``catalog.db`` SQLite cannot read is deleted and rebuilt from the folders (said once on
 stderr). Where ``NEMORUN_HOME`` cannot be written (read-only mount, another user's home), reads use
 an in-memory catalog built from the folders: no lock file, nothing written. An experiment whose
-``experiment.json`` or a ``record.json`` is unreadable is listed as kind ``damaged`` (state
-``DAMAGED``) so the rest still list; each row keeps a fingerprint of its record files, so a file
-changed behind the catalog's back is re-read.
+``experiment.json``, a ``record.json`` or its ``states.json`` is unreadable is listed as kind
+``damaged`` (state ``DAMAGED``) so the rest still list; each row keeps a fingerprint of its record
+files (``states.json`` included), so a file changed behind the catalog's back is re-read.
 """
 from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import sys
 from contextlib import closing
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, Optional, Sequence
 
 from nemorun.errors import ConfigError, DamagedRecordError
 from nemorun.states import AppState
-from nemorun.store import EXPERIMENT_FILE, JOB_FILE, ExperimentRecord, JobRecord, StoreError
+from nemorun.store import EXPERIMENT_FILE, JOB_FILE, STATES_FILE, ExperimentRecord, JobRecord, StoreError
+
+if TYPE_CHECKING:  # imported where a catalog is opened: a dry run never opens one (tests/test_startup_paths.py)
+    import sqlite3
 
 DB_NAME = "catalog.db"
 # bumped when the table changes: an older catalog is dropped and rebuilt (it is only a cache)
@@ -58,6 +62,8 @@ _warned_rebuild = False
 
 
 def _open(db: Path) -> sqlite3.Connection:
+    import sqlite3
+
     conn = sqlite3.connect(str(db), timeout=30, isolation_level=None)
     try:
         conn.execute("PRAGMA journal_mode=WAL")
@@ -77,6 +83,8 @@ def _writable(home: Path) -> bool:
 
 
 def _memory() -> sqlite3.Connection:
+    import sqlite3
+
     conn = sqlite3.connect(":memory:", isolation_level=None)
     conn.executescript(_SCHEMA)
     return conn
@@ -86,6 +94,8 @@ def _connect(home: Path, *, create: bool = True) -> sqlite3.Connection:
     """The catalog of ``home``; an in-memory one when ``home`` cannot be written (reads only:
     ``create=False``), a rebuilt one when the file is damaged."""
     global _warned_rebuild
+    import sqlite3
+
     from filelock import FileLock
 
     if not create and not _writable(home):
@@ -118,7 +128,7 @@ def _connect(home: Path, *, create: bool = True) -> sqlite3.Connection:
 def _stamp(path: Path) -> str:
     """Sizes and change times of the record files: differs whenever one of them was rewritten."""
     parts = []
-    for f in [path / EXPERIMENT_FILE, *sorted(p / JOB_FILE for p in _subdirs(path / "jobs"))]:
+    for f in [path / EXPERIMENT_FILE, path / STATES_FILE, *sorted(p / JOB_FILE for p in _subdirs(path / "jobs"))]:
         try:
             st = f.stat()
         except OSError:

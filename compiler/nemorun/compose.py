@@ -5,7 +5,8 @@ pick a :class:`Composer` and hand it to :func:`nemorun.plan.plan`:
 
 - :class:`FilesComposer`: Hydra's compose API over nemorun's config tree, the user's config
   folders and plugins — what ``nemorun ...`` composes (single runs are served from
-  :mod:`nemorun.compose_cache` when the same inputs were composed before);
+  :mod:`nemorun.compose_cache` when the same inputs were composed before), without composing
+  Hydra's own ``hydra`` node when nothing reaches into it (:func:`compose_files`);
 - :class:`SnapshotComposer`: an experiment's stored ``config.yaml`` typed again, for ``exp rerun``
   (a config file edited since must not change the rerun);
 - :class:`SweepMasterComposer`: inside Hydra's multirun, a copy of the master config Hydra
@@ -67,10 +68,15 @@ def hydra_context() -> Iterator[Any]:
 
 
 def compose_files(overrides: Sequence[str]) -> DictConfig:
-    """One compose from the config files (inside :func:`hydra_context`)."""
+    """One compose from the config files (inside :func:`hydra_context`): Hydra's compose API,
+    without composing Hydra's own ``hydra`` node when nothing reaches into it (the compose
+    API throws that node away; see :func:`nemorun.hydra_compat.compose_without_hydra_node`)."""
     from hydra import compose
+    from hydra.core.global_hydra import GlobalHydra
 
-    return compose(config_name=CONFIG_NAME, overrides=free_form_overrides(overrides))
+    overrides = free_form_overrides(overrides)
+    cfg = hydra_compat.compose_without_hydra_node(GlobalHydra.instance().config_loader(), CONFIG_NAME, overrides)
+    return cfg if cfg is not None else compose(config_name=CONFIG_NAME, overrides=overrides)
 
 
 def _group_test(loader: Any) -> Callable[[str], bool]:
@@ -114,9 +120,13 @@ def compose_single(overrides: Sequence[str]) -> DictConfig:
 
 
 def parse_overrides(strings: Sequence[str]) -> list[Any]:
+    from hydra.core.global_hydra import GlobalHydra
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    return list(OverridesParser.create().parse_overrides(free_form_overrides(strings)))
+    # inside hydra_context, glob(...) sweeps list the group's options with Hydra's loader
+    hydra = GlobalHydra.instance()
+    loader = hydra.config_loader() if hydra.is_initialized() else None
+    return list(OverridesParser.create(config_loader=loader).parse_overrides(free_form_overrides(strings)))
 
 
 # config groups whose options have free-form mappings (env_vars, params, labels, ...)
@@ -140,6 +150,14 @@ def free_form_fields() -> dict[str, frozenset[str]]:
     return {g: frozenset(f) for g, f in out.items()}
 
 
+# why a search path override is refused rather than followed: a launch copies its config folders
+# into its record (--resume and rerun compose from the copies), and a rerun would read the
+# folders such an override names as they are then, or not at all (and Hydra searches them after
+# the packaged options, so a same-named packaged option would win there anyway)
+SEARCHPATH_REFUSED = ("hydra.searchpath is not supported: give your config folder with --config-dir DIR (or "
+                      "NEMORUN_CONFIG_PATH), which a launch records so that rerun and --resume compose from its copy")
+
+
 def free_form_overrides(overrides: Sequence[str]) -> list[str]:
     """``key=value`` overrides into a free-form mapping become ``++key=value``, so a new key needs
     no ``+`` (``executor.env_vars.HF_TOKEN=abc``, ``task.params.sleep=0.1``) while typed nodes keep
@@ -149,6 +167,8 @@ def free_form_overrides(overrides: Sequence[str]) -> list[str]:
         key, eq, _ = text.partition("=")
         if eq and not text.startswith("-") and ("\0" in text or not text.isascii()):
             _check_text(text)
+        if eq and key.lstrip("+~").startswith("hydra.searchpath"):
+            raise ConfigError(SEARCHPATH_REFUSED)
         if eq and not key.startswith(("+", "~")) and "@" not in key and _is_free_form(key):
             text = "++" + text
         out.append(text)
@@ -533,7 +553,11 @@ class SnapshotComposer:
     def __init__(self, base: DictConfig, stored: Sequence[str], loader: Any):
         self._base = base
         self._is_group = _group_test(loader)
-        self._selection = frozenset(t for t, o in zip(stored, parse_overrides(stored)) if _is_selection(o, self._is_group))
+        parsed = parse_overrides(stored)
+        self._selection = frozenset(t for t, o in zip(stored, parsed) if _is_selection(o, self._is_group))
+        # the snapshot is the FIRST job's config: a mapping it set was merged into it by Hydra
+        self._first_maps = {str(o.key_or_group): o.value() for o in parsed
+                            if isinstance(o.value(), dict) and not _is_selection(o, self._is_group)}
 
     def is_group(self, key: str) -> bool:
         return self._is_group(key)
@@ -541,7 +565,8 @@ class SnapshotComposer:
     def compose(self, overrides: Sequence[str]) -> DictConfig:
         cfg = copy.deepcopy(self._base)
         apply: list[Any] = []
-        for text, ov in zip(overrides, parse_overrides(overrides)):
+        parsed = parse_overrides(overrides)
+        for text, ov in zip(overrides, parsed):
             if str(ov.key_or_group).split(".", 1)[0] == "hydra":
                 continue
             if _is_selection(ov, self._is_group):
@@ -551,6 +576,12 @@ class SnapshotComposer:
                 continue
             if ov.is_delete() and OmegaConf.select(cfg, str(ov.key_or_group), throw_on_missing=False) is None:
                 continue  # a stored ~key: already gone from the snapshot
+            key = str(ov.key_or_group)
+            if isinstance(ov.value(), dict) and key in self._first_maps and not any(
+                    str(o.key_or_group) == key and o.value() == self._first_maps[key] for o in parsed):
+                raise ConfigError(f"'{text}': a sweep rerun applies each job's values to the first job's stored config, "
+                                  f"where Hydra would merge this mapping into the first job's {key} and keep its other "
+                                  "keys; launch the sweep anew")
             if ov.is_add():  # a stored +key: already in the snapshot, set it again
                 ov = hydra_compat.as_force_add(ov)
             apply.append(ov)
@@ -611,12 +642,20 @@ def describe_error(exc: BaseException) -> tuple[int, str]:
     if ambiguous:
         [line] = as_typed([ambiguous.group(1)])
         key, _, value = line.partition("=")
-        return 2, (f"the override '{line}' has a comma: for one value with a comma write {quoted_form(line)}; for a "
+        return 2, (f"the override '{line}' has a comma: for one value with a comma write {quoted_form(key + '=' + ','.join(map(_unquoted, _top_level_values(value))), whole=True)}; for a "
                    f"list, {key}=[{value}]; to sweep over the values, add -m")
     if isinstance(exc, (HydraException, OmegaConfBaseException)):
         return 2, _describe_config_error(exc)
     if isinstance(exc, (ValueError, TypeError)) and "override" in str(exc).lower():
         return 2, one_line(str(exc))
+    if type(exc).__module__.startswith("yaml"):  # PyYAML's errors name the file, line and column
+        return 2, f"a config file is not valid YAML: {one_line(str(exc))}"
+    if isinstance(exc, UnicodeDecodeError):  # Hydra's file source reads option files as UTF-8
+        tb, where = exc.__traceback__, ""
+        while tb is not None:
+            where = str(tb.tb_frame.f_locals.get("full_path") or where)
+            tb = tb.tb_next
+        return 2, f"config file {where or '(one of the options picked)'} is not UTF-8 text: {exc.reason} at byte {exc.start}"
     return 1, f"internal error: {type(exc).__name__}: {one_line(str(exc))} (NEMORUN_DEBUG=1 shows the traceback)"
 
 
@@ -632,21 +671,48 @@ def described() -> Iterator[None]:
         raise as_nemorun_error(exc) from exc
 
 
-def quoted_form(override: str) -> str:
+def quoted_form(override: str, whole: bool = False) -> str:
     """The override with its value quoted for Hydra's grammar, as a shell argument that works:
-    ``k=a#b`` -> ``'k="a#b"'``, ``k=[--mpi=pmix,x]`` -> ``'k=["--mpi=pmix","x"]'``."""
+    ``k=a#b`` -> ``'k="a#b"'``, ``k=[--mpi=pmix,x]`` -> ``'k=["--mpi=pmix","x"]'``. Commas outside
+    brackets keep separating values, each quoted on its own (``k=a#b,c#d`` -> ``'k="a#b","c#d"'``):
+    quoted whole, the advice turned a ``-m`` sweep into one job; this form, without ``-m``, is
+    refused with the choices (one value, a list, a sweep). ``whole``: the value is one string."""
     key, _, value = override.partition("=")
 
     def quote(text: str) -> str:
         return '"' + text.strip().replace("\\", "\\\\").replace('"', '\\"') + '"'
 
-    if value.startswith("[") and value.endswith("]"):
-        inner = value[1:-1]
-        quoted = f"[{','.join(quote(v) for v in inner.split(','))}]" if inner.strip() else "[]"
-    else:
-        quoted = quote(value)
+    def quote_value(text: str) -> str:
+        if text.startswith("[") and text.endswith("]"):
+            inner = text[1:-1]
+            return f"[{','.join(quote(v) for v in inner.split(','))}]" if inner.strip() else "[]"
+        return quote(text)
+
+    quoted = quote(value) if whole else ",".join(quote_value(v) for v in _top_level_values(value))
     text = f"{key}={quoted}"
     return "'" + text.replace("'", "'\\''") + "'"
+
+
+def _unquoted(text: str) -> str:
+    """A sweep value as the string it stands for: ``"a#b"`` -> ``a#b`` (written again as part of one
+    quoted value, its own quotes would become characters of it)."""
+    text = text.strip()
+    return text[1:-1] if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"" else text
+
+
+def _top_level_values(value: str) -> list[str]:
+    """``value`` split at the commas outside brackets: the values of a sweep as Hydra reads them."""
+    parts, depth, start = [], 0, 0
+    for i, ch in enumerate(value):
+        if ch in "[{(":
+            depth += 1
+        elif ch in "]})":
+            depth = max(0, depth - 1)
+        elif ch == "," and depth == 0:
+            parts.append(value[start:i])
+            start = i + 1
+    parts.append(value[start:])
+    return parts
 
 
 def dotted_key(key: str) -> str:

@@ -30,19 +30,21 @@ completes the tasks' records from it.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import os
+import shutil
 import signal
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping, Optional, Sequence, TextIO
+from typing import Any, Callable, Mapping, Optional, Sequence, TextIO
 
 from nemorun import capabilities, catalog, progress, submitters, tracking
 from nemorun.command import ENTRY_FILE, ENTRY_SOURCE, TASK_TABLE
-from nemorun.errors import ConfigError, DetachedError, NemorunError, SubmitError, one_line
+from nemorun.errors import ConfigError, DetachedError, NemorunError, StoreError, SubmitError, one_line
 from nemorun.ir import Job
 from nemorun.plan import ExperimentPlan, PlannedJob, render_job
 from nemorun.states import AppState, Handle
@@ -103,11 +105,17 @@ def execute(plan: ExperimentPlan, out: TextIO = sys.stdout, *, resume: Optional[
     if plan.dryrun and resume is None:
         show_dryrun(plan, out)
         return Outcome(plan.site.experiment_id, plan.name, plan.kind)
-    record = _reconcile(plan, resume, out) if resume is not None else _create_record(plan, out)
-    if plan.array is not None:
-        _submit_array(record, plan.array, out)
-    else:
-        _submit_jobs(record, plan.jobs, out, quiet=len(plan.jobs) > SUMMARY_LINES)
+    record = resume if resume is not None else _create_record(plan, out)
+    lock = _sending_lock(record, wait=resume is None)  # a resume refuses while another nemorun sends
+    try:
+        if resume is not None:
+            record = _reconcile(plan, resume, out)
+        if plan.array is not None:
+            _submit_array(record, plan.array, out)
+        else:
+            _submit_jobs(record, plan.jobs, out, quiet=len(plan.jobs) > SUMMARY_LINES)
+    finally:
+        lock.release()
     if plan.kind == "sweep" and len(plan.jobs) > SUMMARY_LINES:
         out.write(f"  submitted {len(plan.jobs)} jobs; see: nemorun exp status {plan.site.experiment_id}\n")
     out.flush()
@@ -235,11 +243,42 @@ def write_render_dir(plan: ExperimentPlan, render_dir: str) -> None:
     jobs = [plan.array] if plan.array is not None else list(plan.jobs)
     single = plan.array is None and len(jobs) == 1
     files = (((root if single else root / p.name) / name, text) for p in jobs for name, text in _artifacts(p).items())
-    root.mkdir(parents=True, exist_ok=True)
-    atomic_write_many(files, root, mode=artifact_mode)
+    if root.exists() and not root.is_dir():
+        raise ConfigError(f"render_dir={render_dir!r} is a file, not a folder")
+    home = os.path.realpath(plan.site.home)
+    if os.path.commonpath([home, os.path.realpath(root)]) == home:  # through a symlink too
+        raise ConfigError(f"render_dir={render_dir!r} is inside NEMORUN_HOME ({home}), whose records keep what was "
+                          "submitted; write the artifacts somewhere else")
+    try:  # the user's folder, not NEMORUN_HOME: a path that cannot be written is theirs to fix
+        root.mkdir(parents=True, exist_ok=True)
+        atomic_write_many(files, root, mode=artifact_mode)
+    except OSError as exc:
+        raise ConfigError(f"render_dir={render_dir!r} cannot be written: {exc.strerror or exc}") from None
 
 
 # -- the record ------------------------------------------------------------------------------
+
+# held by the one process sending an experiment's jobs (its launch, or a --resume): released by
+# the OS when that process dies, so a crashed launch never blocks its own resume
+SENDING_LOCK = "sending.lock"
+
+
+def _sending_lock(record: ExperimentRecord, *, wait: bool) -> Any:
+    """Why: two ``exp rerun ID --resume`` at once (or one while the launch still waits on an
+    upstream job) each found the same jobs unsent and sent them: 80 jobs, 42 of them run twice or
+    three times. A resume does not wait for another sender (that may take hours): it refuses."""
+    from filelock import FileLock, Timeout
+
+    path = record.path / SENDING_LOCK
+    lock = FileLock(str(path))
+    try:
+        lock.acquire(timeout=-1 if wait else 0)
+    except Timeout:
+        raise SubmitError(f"experiment {record.id} is being sent by another nemorun (its launch, or a --resume) right now; "
+                          "resume it once that has ended: nothing was sent twice") from None
+    except OSError as exc:  # a read-only or full NEMORUN_HOME: nothing can be recorded, so nothing is sent
+        raise StoreError(f"cannot write {path}: {exc.strerror or exc}") from None
+    return lock
 
 
 def _fault(point: str, index: Optional[int] = None) -> None:
@@ -275,14 +314,23 @@ def _create_record(plan: ExperimentPlan, out: TextIO) -> ExperimentRecord:
         home=Path(site.home), name=plan.name, experiment_id=site.experiment_id, target=plan.target,
         config_yaml=plan.config_yaml, overrides=plan.overrides, submit_dir=site.submit_dir, job_names=names,
         kind=plan.kind, multirun=plan.multirun, arrays={array.name: names} if array else None,
+        config_dirs=plan.config_dirs,
     )
-    catalog.upsert(Path(site.home), record)
-    plan.packages.commit(record.path)
-    if array is None:  # one batch: nothing is sent before every job is recorded
-        record.write_jobs((_job_record(p), _artifacts(p)) for p in plan.jobs)
-        record.save_jobs(_step_record(p, i) for p in plan.jobs for i in range(len(p.job.steps)))
-    else:
-        _record_array(record, plan, array)
+    try:
+        catalog.upsert(Path(site.home), record)
+        plan.packages.commit(record.path)
+        if array is None:  # one batch: nothing is sent before every job is recorded
+            record.write_jobs((_job_record(p), _artifacts(p)) for p in plan.jobs)
+            record.save_jobs(_step_record(p, i) for p in plan.jobs for i in range(len(p.job.steps)))
+        else:
+            _record_array(record, plan, array)
+    except Exception:
+        # nothing was sent: an experiment whose jobs could not all be recorded (a full disk) is
+        # no record, as ExperimentRecord.create has it; left, it listed N jobs that never were
+        shutil.rmtree(record.path, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            record.path.parent.rmdir()  # only if no other experiment of that name is in it
+        raise
     _fault("rendered")
     count = len(plan.task_names())  # an allocation is not one more task
     what = {"single": f"({plan.target})", "experiment": f"({plan.target}): {count} tasks",
@@ -425,6 +473,8 @@ def _send(record: ExperimentRecord, rec: JobRecord, p: PlannedJob, index: int, r
         _failed(record, rec, exc)
         raise
     rendered = p.rendered if job == p.job else render_job(job)
+    if record.job(p.name).state == AppState.CANCELLED.value:  # `exp cancel` came while it was resolved
+        raise _CancelledBeforeSending(p.name)
     if rendered is not p.rendered:
         rec.artifacts = record.write_artifacts(p.name, rendered.artifacts)
     rec.attempted_at = time.time()
@@ -436,9 +486,30 @@ def _send(record: ExperimentRecord, rec: JobRecord, p: PlannedJob, index: int, r
         _failed(record, rec, exc)
         raise
     _fault("after-submit", index)
+    cancelled = record.job(p.name).state == AppState.CANCELLED.value  # `exp cancel` landed while it was being sent
     rec.phase, rec.handle, rec.state, rec.submitted_at = "submitted", handle.to_dict(), AppState.SUBMITTED.value, time.time()
-    record.save_job(rec)
+    raced = record.save_job(rec)  # compare-and-swap: a cancel mark written since is returned, never overwritten
+    if cancelled or (raced is not None and raced.state == AppState.CANCELLED.value):
+        _cancel_sent(record, rec, handle)
     return handle
+
+
+class _CancelledBeforeSending(Exception):
+    """``exp cancel`` marked the job while the launch resolved it (a cluster probe over SSH takes
+    seconds): it is not sent, and the record keeps the cancel."""
+
+
+def _cancel_sent(record: ExperimentRecord, rec: JobRecord, handle: Handle) -> None:
+    """The user's cancel wins over a submission that was under way when it came: ``exp cancel``
+    found no handle to cancel (only "cancelled before submission" to write), so what was just sent
+    is cancelled here; left alone, it ran and the launch's record hid the cancel."""
+    try:
+        submitters.submitter(handle.backend).cancel(handle)
+    except NemorunError as exc:  # it was sent: say so, and that the cancel did not reach it
+        rec.detail = f"exp cancel came while it was being submitted; cancelling it failed: {one_line(str(exc))}"
+    else:
+        rec.state, rec.detail, rec.cancelled_at = AppState.CANCELLED.value, "cancelled while it was being submitted", time.time()
+    record.save_job(rec)
 
 
 def _failed(record: ExperimentRecord, rec: JobRecord, exc: BaseException, refresh: bool = True) -> None:
@@ -500,6 +571,10 @@ def _submit_jobs(record: ExperimentRecord, jobs: Sequence[PlannedJob], out: Text
             try:
                 handle = _send(record, rec, p, index, resolved.get(p.name))
                 _steps_submitted(record, p)
+            except _CancelledBeforeSending:
+                out.write(f"  job {p.name}: cancelled before submission\n")
+                advance()
+                continue
             except NemorunError as exc:
                 left = len(jobs) - index - 1
                 rest = (f"; {submitted} submitted, {left} not yet: `nemorun exp rerun {record.id} --resume` submits the rest"
@@ -532,10 +607,16 @@ def _submit_array(record: ExperimentRecord, array: PlannedJob, out: TextIO) -> N
     (:func:`nemorun.submitters.array_task_handle`), so status, logs and cancel work per task."""
     rec = record.job(array.name)
     try:
+        if _settled(rec) and rec.phase != "submitted":  # `exp cancel` before its turn: send nothing
+            out.write(f"  array {array.name}: cancelled before submission\n")
+            return
         if rec.phase != "submitted":
             if not (rec.in_doubt and _adopt(record, rec, array, out)):
                 try:
                     _send(record, rec, array, 0)
+                except _CancelledBeforeSending:
+                    out.write(f"  array {array.name}: cancelled before submission\n")
+                    return
                 except NemorunError as exc:
                     # `exp status` lists the tasks: each says why it did not run (one batch)
                     record.save_jobs(_failed_record(record.job(task), exc) for task in rec.array_of)
@@ -544,9 +625,16 @@ def _submit_array(record: ExperimentRecord, array: PlannedJob, out: TextIO) -> N
         handle = rec.handle_obj()
         assert handle is not None
         _fault("array-tasks")  # the array is recorded submitted, its tasks not yet: --resume fills them in
-        pending = ((index, record.job(task)) for index, task in enumerate(rec.array_of))
+        pending = [(index, record.job(task)) for index, task in enumerate(rec.array_of)]
+        # tasks `exp cancel ID TASK` marked while the array was being sent are cancelled on the backend
+        cancelled = [(i, t) for i, t in pending if t.phase != "submitted" and t.state == AppState.CANCELLED.value]
         record.save_jobs(_task_submitted(task_rec, handle, index, rec.submitted_at)
                          for index, task_rec in pending if task_rec.phase != "submitted")
+        for index, task_rec in cancelled if rec.state != AppState.CANCELLED.value else ():
+            _cancel_sent(record, record.job(task_rec.name), submitters.array_task_handle(handle, index))
+        if rec.state == AppState.CANCELLED.value:  # the whole array: its tasks say so too
+            record.save_jobs(dataclasses.replace(record.job(t), state=AppState.CANCELLED.value, cancelled_at=rec.cancelled_at,
+                                                 detail=rec.detail) for t in rec.array_of)
         out.write(f"  array {array.name}: submitted as {handle.id} ({len(rec.array_of)} tasks)\n")
     finally:
         catalog.refresh(record.path.parent.parent.parent, record)

@@ -222,7 +222,7 @@ def _cmd_logs(args: argparse.Namespace) -> int:
         job = exp.meta["jobs"][0]
     if job is None:
         for name in exp.meta["jobs"]:
-            if exp.record.try_job(name) and exp.record.job(name).handle:
+            if (rec := exp.record.try_job(name)) is not None and rec.handle:
                 print(f"==> {name} <==")
                 for line in exp.logs(name):
                     sys.stdout.write(line)

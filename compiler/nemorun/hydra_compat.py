@@ -26,6 +26,87 @@ def apply_value_overrides(overrides: Sequence[Any], cfg: DictConfig) -> None:
     ConfigLoaderImpl._apply_overrides_to_config(list(overrides), cfg)
 
 
+# where ``nemorun.conf`` is found when Hydra was initialised with nemorun's config module
+PACKAGED_PRIMARY = ("main", "pkg://nemorun.conf")
+
+
+def compose_without_hydra_node(config_loader: Any, config_name: str, overrides: Sequence[str]) -> Optional[DictConfig]:
+    """What Hydra's compose API returns for ``overrides`` (same config, same errors), composed
+    without Hydra's own ``hydra`` node; None when that node could change the outcome, and the
+    caller composes with the compose API instead.
+
+    Why: the compose API composes ``hydra/config`` (launcher, sweeper, logging, help, output:
+    a dozen structured configs) and then deletes it; that was over half of a cold dry run's
+    compose. It can only matter when something reaches into it, so None is returned (before
+    anything is merged) when an override names ``hydra`` (``hydra.*``, ``hydra/...``, a
+    ``@hydra`` package), when the primary config is not nemorun's packaged one, or when a config
+    other than the primary overrides a ``hydra/`` option or puts keys under ``hydra``. Every
+    step is Hydra's own call in Hydra's order (``ConfigLoaderImpl._load_configuration_impl``);
+    the only change is ``prepend_hydra=False`` and an empty ``hydra`` mapping where
+    ``hydra/config`` would put its node first (the primary config's own ``hydra:`` keys merge
+    into it, as they do into Hydra's schema). ``tests/test_compose_paths_agree.py`` composes
+    every option and a set of overrides both ways.
+
+    Private: ``ConfigLoaderImpl._parse_overrides_and_create_caching_repo``,
+    ``validate_sweep_overrides_legal``, ``_compose_config_from_defaults_list`` and
+    ``_apply_overrides_to_config``; ``hydra._internal.defaults_list.Overrides`` (its
+    ``override_metadata``) and ``_create_defaults_list``; Hydra's ``_dummy_empty_config_``.
+    """
+    import sys
+
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+    from hydra._internal.defaults_list import Overrides, _create_defaults_list
+    from hydra.core.default_element import ResultDefault
+    from hydra.errors import ConfigCompositionException
+    from hydra.types import RunMode
+    from omegaconf import OmegaConf, open_dict
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:  # as ConfigLoaderImpl.load_configuration: an OmegaConf error is a composition error
+        config_loader.ensure_main_config_source_available()
+        parsed, repo = config_loader._parse_overrides_and_create_caching_repo(config_name, list(overrides))
+        if any(_names_hydra(o) for o in parsed):
+            return None
+        primary = repo.load_config(config_path=config_name)
+        if primary is None or (primary.provider, primary.path) != PACKAGED_PRIMARY:
+            return None
+        config_loader.validate_sweep_overrides_legal(overrides=parsed, run_mode=RunMode.RUN, from_shell=False)
+        choices = Overrides(repo=repo, overrides_list=parsed)
+        defaults, _ = _create_defaults_list(repo, config_name, choices, prepend_hydra=False, skip_missing=False)
+        for key, meta in choices.override_metadata.items():
+            if key.split("@")[0].startswith("hydra/"):  # an option of Hydra's own node: only the packaged primary's
+                if meta.external_override or meta.containing_config_path != config_name:
+                    return None
+                meta.used = True  # hydra/config's defaults list is where Hydra would use it
+        choices.ensure_overrides_used()
+        choices.ensure_deletions_used()
+        if any(_puts_hydra_keys(repo, d) for d in defaults if not d.primary):
+            return None
+        slot = ResultDefault(config_path="_dummy_empty_config_", package="hydra")
+        cfg = config_loader._compose_config_from_defaults_list(defaults=[slot, *defaults], repo=repo)
+        OmegaConf.set_struct(cfg, True)
+        ConfigLoaderImpl._apply_overrides_to_config(choices.config_overrides, cfg)
+    except OmegaConfBaseException as e:
+        raise ConfigCompositionException().with_traceback(sys.exc_info()[2]) from e
+    with open_dict(cfg):  # as hydra.compose(return_hydra_config=False)
+        del cfg["hydra"]
+    return cfg
+
+
+def _names_hydra(override: Any) -> bool:
+    package = str(override.package or "")
+    return bool(override.key_or_group == "hydra" or override.is_hydra_override() or "hydra" in package.split("."))
+
+
+def _puts_hydra_keys(repo: Any, default: Any) -> bool:
+    """Whether a config of the defaults list would set anything under ``hydra``."""
+    loaded = repo.load_config(config_path=default.config_path)  # cached: the defaults list loaded it
+    package = default.package if default.package is not None else (loaded.header or {}).get("package") if loaded else None
+    if package:
+        return package.split(".")[0] == "hydra"
+    return loaded is not None and isinstance(loaded.config, DictConfig) and "hydra" in loaded.config
+
+
 def group_exists(config_loader: Any, key: str) -> bool:
     """Whether ``key`` (dotted) names a config group (``executor``, ``executor.tunnel``).
 

@@ -43,15 +43,21 @@ def launch(overrides: Sequence[str], *, multirun: Optional[bool] = None, out: Te
         if multirun is None:
             multirun = compose.is_sweep(overrides)
     if not multirun:
-        with compose.described():
-            if _max_parallel(overrides) is not None:  # Hydra's launcher key: only a sweep has a launcher
-                raise ConfigError(f"hydra.launcher.{MAX_PARALLEL_SINGLE}")
-        return launch_composed(compose.compose_single(overrides), overrides, out=out)
+        return launch_composed(compose_run(overrides), overrides, out=out)
     with compose.hydra_context() as loader, compose.described():
         composer = compose.FilesComposer(loader)
         the_plan = plan(compose.sweep_batch(overrides), composer, default_site(), command_overrides=overrides,
                         multirun=True, max_parallel=_max_parallel(overrides))
     return _finish(execute(the_plan, out))
+
+
+def compose_run(overrides: Sequence[str]) -> DictConfig:
+    """A single run's config (:func:`nemorun.compose.compose_single`), refused when it sets a
+    sweep's launcher key."""
+    with compose.described():
+        if _max_parallel(overrides) is not None:  # Hydra's launcher key: only a sweep has a launcher
+            raise ConfigError(f"hydra.launcher.{MAX_PARALLEL_SINGLE}")
+    return compose.compose_single(overrides)
 
 
 def launch_composed(cfg: DictConfig, overrides: Sequence[str], *, out: TextIO = sys.stdout,
@@ -71,7 +77,7 @@ def rerun(record: ExperimentRecord, overrides: Sequence[str], *, fresh_code: boo
     meta = record.meta
     stored, multirun = list(meta.get("overrides", [])), bool(meta.get("multirun"))
     combined = [*stored, *overrides]
-    with compose.hydra_context() as loader, compose.described():
+    with record.config_folders(), compose.hydra_context() as loader, compose.described():
         if not multirun and compose.is_sweep(overrides):
             raise ConfigError(f"experiment {record.id} is a single run: a rerun takes plain values, not sweeps")
         if not multirun and _max_parallel(overrides) is not None:
@@ -104,7 +110,7 @@ def resume(record: ExperimentRecord, *, out: TextIO = sys.stdout) -> Outcome:
         [array_name] = list(meta["arrays"])
         array = record.try_job(array_name)  # None: the launch died before recording the array
         parallel = array.array_parallelism if array is not None else parallel
-    with compose.hydra_context() as loader, compose.described():
+    with record.config_folders(), compose.hydra_context() as loader, compose.described():
         composer = compose.FilesComposer(loader)
         batch = compose.sweep_batch(overrides) if multirun else [overrides]
         the_plan = plan(batch, composer, site, command_overrides=overrides, multirun=multirun, packages=packages,

@@ -113,9 +113,42 @@ def check_missing(cfg: DictConfig) -> None:
 
 def _to_object(node: DictConfig, what: str) -> Any:
     try:
-        return OmegaConf.to_object(node)
+        obj = OmegaConf.to_object(node)
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"{what}: {exc}") from exc
+    _check_containers(obj, what)
+    return obj
+
+
+def _check_containers(obj: Any, what: str) -> None:
+    """OmegaConf checks an interpolation's result against a field's type for scalars only:
+    ``executor.env_vars=${oc.env:HOME}`` gave a str where a mapping goes (an AttributeError
+    traceback further on). Each mapping or list field must hold one."""
+    if not dataclasses.is_dataclass(obj):
+        return
+    for name, wanted in _container_fields(type(obj)):
+        value = getattr(obj, name, None)
+        if dataclasses.is_dataclass(value):
+            _check_containers(value, f"{what}.{name}")
+        elif wanted and value is not None and not isinstance(value, wanted):
+            raise ConfigError(f"{what}.{name}: an interpolation gave a {type(value).__name__} where a "
+                              f"{'mapping' if wanted[0] is dict else 'list'} goes")
+
+
+_CONTAINER_FIELDS: dict[type, tuple[tuple[str, tuple[type, ...]], ...]] = {}
+
+
+def _container_fields(kind: type) -> tuple[tuple[str, tuple[type, ...]], ...]:
+    """Each field of dataclass ``kind`` with the containers (dict, list) its type allows (once per type)."""
+    import typing
+
+    if kind not in _CONTAINER_FIELDS:
+        out = []
+        for name, hint in typing.get_type_hints(kind).items():
+            kinds = [typing.get_origin(t) or t for t in (typing.get_args(hint) if typing.get_origin(hint) is Union else (hint,))]
+            out.append((name, tuple(k for k in kinds if k in (dict, list))))
+        _CONTAINER_FIELDS[kind] = tuple(out)
+    return _CONTAINER_FIELDS[kind]
 
 
 def secret_fields_as_references(node: DictConfig) -> DictConfig:

@@ -30,8 +30,9 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
-from dataclasses import dataclass
-from typing import Any, Callable, Container, Literal, Mapping, Optional, Sequence
+import zlib
+from dataclasses import dataclass, field
+from typing import Any, Callable, Container, Iterator, Literal, Mapping, Optional, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -100,6 +101,10 @@ class ExperimentPlan:
     dryrun: bool = False
     render_dir: Optional[str] = None
     wait: bool = False
+    # the user's config folders it was composed from, in search order (copied into the record:
+    # --resume and rerun compose from those copies)
+    config_dirs: tuple[str, ...] = field(default_factory=lambda: tuple(
+        os.path.abspath(os.path.expanduser(d)) for d in os.environ.get("NEMORUN_CONFIG_PATH", "").split(os.pathsep) if d))
 
     @property
     def target(self) -> str:
@@ -321,7 +326,14 @@ def _plan_tasks(
             jobs.append(PlannedJob(job, render_job(job), tuple(task_overrides),
                                    tuple(str(d) for d in spec.depends_on), str(spec.dependency_type)))
     # tasks sharing an ``allocation:`` become one job (nemorun.allocations), ordered again
-    return title, check_dependencies(allocations.group(check_dependencies(jobs), tasks, render_job))
+    grouped = check_dependencies(allocations.group(check_dependencies(jobs), tasks, render_job))
+    folders: dict[str, str] = {}
+    for name in allocations.record_names(grouped):
+        other = folders.setdefault(name.lower(), name)
+        if other != name:  # jobs/<name>/ holds each record: one folder on macOS's default file system
+            raise ConfigError(f"job names '{other}' and '{name}' differ only by case: their record folders would be one "
+                              "folder on a case-insensitive file system; rename one")
+    return title, grouped
 
 
 # -- sweeps ----------------------------------------------------------------------------------
@@ -486,6 +498,84 @@ SWEPT_EXPERIMENT = ("experiment=NAME runs its own tasks and cannot be swept with
                     "every task), or sweep one task: nemorun -m task=NAME key=a,b")
 
 
+class PackedTexts(Mapping[str, str]):
+    """A sweep job's artifacts (or views), each kept deflated against the first job's text of
+    the same name as zlib's preset dictionary, and inflated when read.
+
+    Why: a sweep's jobs differ in a few names and values, so a 5 KB TrainJob + ConfigMap packs
+    into ~70 bytes; holding every job's text as is made a 10,000-job plan ~50 MB larger than a
+    1,000-job one. A text equal to the first job's is kept as that one object, and a short one
+    as is (deflating it would cost more time than the bytes it saves). Reads give back the
+    exact text (any ``str``: UTF-8 with surrogatepass)."""
+
+    __slots__ = ("_names", "_refs", "_blobs")
+
+    def __init__(self, texts: Mapping[str, str], refs: Mapping[str, tuple[str, bytes]]) -> None:
+        self._names = tuple(texts)
+        self._refs = tuple(refs.get(name, ("", b""))[1] for name in self._names)
+        self._blobs = tuple(_pack(texts[name], refs.get(name, ("", b""))) for name in self._names)
+
+    def __getitem__(self, name: str) -> str:
+        try:
+            index = self._names.index(name)
+        except ValueError:
+            raise KeyError(name) from None
+        blob = self._blobs[index]
+        if isinstance(blob, str):
+            return blob
+        ref = self._refs[index]
+        inflate = zlib.decompressobj(zdict=ref) if ref else zlib.decompressobj()
+        return (inflate.decompress(blob) + inflate.flush()).decode("utf-8", "surrogatepass")
+
+    def __contains__(self, name: object) -> bool:  # without inflating (Mapping's would read the text)
+        return name in self._names
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+    def __repr__(self) -> str:
+        return f"PackedTexts({dict(self)!r})"
+
+
+_PACK_MIN = 512  # characters: shorter texts are kept as they are
+
+
+def _encode(text: str) -> bytes:
+    return text.encode("utf-8", "surrogatepass")
+
+
+def _pack(text: str, ref: tuple[str, bytes]) -> str | bytes:
+    first, data = ref
+    if text == first:
+        return first
+    if len(text) < _PACK_MIN:
+        return text
+    # memLevel 1: a 5 KB text against a 5 KB dictionary packs as small as with the default 8, twice as fast
+    deflate = (zlib.compressobj(6, zlib.DEFLATED, 15, 1, zlib.Z_DEFAULT_STRATEGY, data) if data else
+               zlib.compressobj(6, zlib.DEFLATED, 15, 1))
+    return deflate.compress(_encode(text)) + deflate.flush()
+
+
+class _Packer:
+    """Keeps the first rendered job of a sweep as is (it is shown, and the others' dictionary)
+    and packs every later one (:class:`PackedTexts`)."""
+
+    def __init__(self) -> None:
+        self._artifacts: Optional[dict[str, tuple[str, bytes]]] = None
+        self._views: dict[str, tuple[str, bytes]] = {}
+
+    def __call__(self, rendered: Rendered) -> Rendered:
+        if self._artifacts is None:
+            self._artifacts = {name: (text, _encode(text)) for name, text in rendered.artifacts.items()}
+            self._views = {name: (text, _encode(text)) for name, text in rendered.views.items()}
+            return rendered
+        return dataclasses.replace(rendered, artifacts=PackedTexts(rendered.artifacts, self._artifacts),
+                                   views=PackedTexts(rendered.views, self._views))
+
+
 def _one_value_per_sweep(values: Mapping[str, Any], seen: dict[str, Any]) -> None:
     for key in SWEEP_WIDE:
         if key in values:
@@ -533,7 +623,10 @@ def _plan_sweep(
             values = {key: p for p, key, _ in classified if key is not None}
             _one_value_per_sweep(values, sweep_wide)
             group = groups.get(selection)
-            if first_cfg is None or group is None:
+            # Hydra MERGES a mapping value into the mapping it overrides: patched onto the group's
+            # config, job i would keep the keys of jobs 0..i-1, so such a job is composed afresh
+            merges = any(isinstance(p.value(), dict) for p in values.values())
+            if first_cfg is None or group is None or merges:
                 table.remember(job_overrides)  # merged by Hydra: its lines' literals, not a parse each
                 cfg = composer.compose(list(job_overrides))
                 if cfg.get("experiment") is not None:
@@ -545,7 +638,7 @@ def _plan_sweep(
                     experiment = lower.experiment_name(cfg)
                 cfg.name = experiment  # every job of the sweep lives in the one experiment
                 composed = lower.compile_job(cfg, site, job_name=names[index], package=packages.package(cfg))
-                groups[selection] = _Group(cfg, composed, {k: p.value() for k, p in values.items()})
+                groups.setdefault(selection, _Group(cfg, composed, {k: p.value() for k, p in values.items()}))
                 rows = rows or _Rows(composed.task.params)
                 rows.add({})
                 job = composed
@@ -606,13 +699,14 @@ def _plan_sweep(
     # allocations.pack_sweep renders it from the jobs)
     one_script = packed is not None
     advance, close = progress.bar("rendering", len(lowered), min_total=len(lowered) + 1 if one_script else PROGRESS_MIN_JOBS)
+    pack = _Packer()
     try:
         for index, job_overrides in enumerate(batch):
             job = job_at(index)
             if not one_script:
                 label(f"job {job.name}", job.name)
             # lower.parallel_lane reads the names of the jobs before this one only
-            jobs.append(PlannedJob(job, None if one_script else render_job(job), tuple(job_overrides),
+            jobs.append(PlannedJob(job, None if one_script else pack(render_job(job)), tuple(job_overrides),
                                    *lower.parallel_lane(jobs, len(jobs), max_parallel)))  # type: ignore[arg-type]
             advance()
     finally:

@@ -10,13 +10,25 @@ Layout (a public contract: ``nemorun exp`` and other tools read it)::
                              holds its own task handle. These task records are small (fields at their
                              default left out) and written in batches (save_jobs: one sync per batch)
     config.yaml              the composed config, interpolations unresolved (no secret values)
+    config_dirs/<i>/         the user's config folders at launch (NEMORUN_CONFIG_PATH, --config-dir;
+                             their non-hidden .yaml files and the folders holding them, at most
+                             2,000 files / 20 MB a folder, in search order), listed in experiment.json
+                             ``config_dirs``: --resume and rerun compose from these copies
     overrides.yaml           the command-line overrides
     jobs/<job>/<artifact>    every rendered artifact, byte for byte as submitted
-    jobs/<job>/record.json      state of the job: rendered → submitted (handle) | failed-to-submit,
-                             then the last state seen from the backend and the exit code;
-                             ``attempted_at`` set while phase is still rendered = the launch died
-                             during this job's submission (it may or may not exist on the backend)
+    jobs/<job>/record.json   the job: rendered → submitted (handle) | failed-to-submit, its state
+                             and exit code as of this write; ``attempted_at`` set while phase is
+                             still rendered = the launch died during this job's submission (it may
+                             or may not exist on the backend); ``rev``: a fresh token at every write
     jobs/<job>/stdout.log, stderr.log   the job's output (local jobs write here directly)
+    states.json              {"jobs": {<job>: {rev, state, exit_code, detail, seen_at}}}: the states
+                             the statuses saw change since the records were written, ONE file
+                             rewritten per poll (a poll changing 1,000 states writes one file, not
+                             1,000 records). An entry is the job's state while its ``rev`` is the
+                             rev of the job's record.json; a record rewritten since (cancel, resume,
+                             a launch's own writes, which carry the state they read) has a new rev,
+                             so the entry no longer applies. Read a job's state as
+                             :meth:`ExperimentRecord.job` does, never record.json alone
 
 ``NEMORUN_HOME/catalog.db`` (SQLite, :mod:`nemorun.catalog`) indexes these folders for fast
 listing; it is a cache, rebuilt from the folders whenever it disagrees with them.
@@ -25,6 +37,10 @@ Every file is written atomically (temp file + rename), and a job's record is wri
 and after its submission, so a crash at any moment leaves a record saying which jobs exist. A
 batch (:func:`atomic_write_many`) syncs its data before any rename and its renames before it
 returns: each file is old or new, never partial, for two syncs instead of one fsync per file.
+``states.json`` is rewritten whole under ``states.json.lock`` (merged with what another status
+wrote meanwhile); a status killed at any point leaves the old table or the new one, and what it
+had not written yet it asks the backend again. A table that does not parse is an error naming
+the file (never guessed around: the finished states it holds may be ones no backend remembers).
 """
 from __future__ import annotations
 
@@ -38,17 +54,91 @@ import time
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
-from typing import Any, Callable, Iterable, Mapping, Optional
+from typing import Any, Callable, Iterable, Iterator, Mapping, Optional
 
 from nemorun.errors import ConfigError, DamagedRecordError, StoreError
 from nemorun.names import check_name
 from nemorun.states import AppState, Handle, JobStatus
 
 EXPERIMENT_FILE = "experiment.json"
+CONFIG_DIRS = "config_dirs"
+
+
+# what a launch copies of one config folder at most: a folder pointed at by mistake (a home
+# directory, a data tree) is refused in one line rather than recorded again at every launch
+CONFIG_DIR_MAX_FILES = 2000
+CONFIG_DIR_MAX_BYTES = 20 * 1024 * 1024
+
+
+def _config_files(folder: str) -> list[tuple[str, int]]:
+    """The option files of a config folder (relative path, size): its non-hidden ``.yaml`` files,
+    hidden folders skipped (Hydra reads only ``.yaml``, and a config folder that is a git checkout
+    keeps nothing in .git). Folders linked in are followed once (a link loop is not walked
+    around). Refuses a folder holding more than the limits above, naming it."""
+    found: list[tuple[str, int]] = []
+    total, seen = 0, set()
+    for root, dirs, files in os.walk(folder, followlinks=True):
+        st = os.stat(root)
+        if (st.st_dev, st.st_ino) in seen:
+            dirs[:] = []
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(files):
+            if name.startswith(".") or not name.endswith(".yaml"):
+                continue
+            full = os.path.join(root, name)
+            try:
+                size = os.stat(full).st_size
+            except OSError:  # a dangling link: no option Hydra could read
+                continue
+            found.append((os.path.relpath(full, folder), size))
+            total += size
+            if len(found) > CONFIG_DIR_MAX_FILES or total > CONFIG_DIR_MAX_BYTES:
+                raise ConfigError(
+                    f"config folder {folder} holds more than {CONFIG_DIR_MAX_FILES} .yaml files or "
+                    f"{CONFIG_DIR_MAX_BYTES // (1024 * 1024)} MB of them (at least {len(found)} files, "
+                    f"{total / (1024 * 1024):.1f} MB), which a launch would copy into its record: point "
+                    "--config-dir / NEMORUN_CONFIG_PATH at the folder holding only your options")
+    return found
+
+
+def _copy_config_files(folder: str, dest: Path) -> None:
+    """``folder``'s option files into ``dest``, laid out as in ``folder``; a sub-folder is made
+    only for a file copied into it (an empty tree records nothing)."""
+    files = _config_files(folder)
+    dest.mkdir(parents=True, exist_ok=True)
+    made = {dest}
+    for rel, _ in files:
+        target = dest / rel
+        if target.parent not in made:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            made.add(target.parent)
+        try:
+            shutil.copyfile(os.path.join(folder, rel), target)
+        except OSError as exc:
+            raise _store_error(target, exc) from exc
 JOB_FILE = "record.json"
 # when nemorun last asked the backends (``exp status``, a wait): one small file, so a poll that
 # sees no change rewrites no job record and ``exp list`` still says how fresh its states are
 CHECKED_FILE = "checked"
+# the states a status saw change, for all jobs in one file (see the layout above): the first look
+# at a finished 1,000-task array rewrote 1,000 records, 1,000 new files, the whole cost of that look
+STATES_FILE = "states.json"
+# how long a status waits for another one's write of STATES_FILE (a write takes milliseconds)
+STATES_LOCK_SECONDS = 60
+# held while one job record is compared and swapped (:meth:`ExperimentRecord.save_job`): a
+# launch's write and ``exp cancel``'s of the same record cannot overwrite each other
+RECORDS_LOCK = "records.lock"
+
+
+def fault(point: str) -> None:
+    """Crash tests: ``NEMORUN_FAULT=<point>`` kills this process with SIGKILL here (a real kill -9
+    at an exact step; :mod:`nemorun.execute` has the launch's points, these are a status's)."""
+    if os.environ.get("NEMORUN_FAULT") == point:
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def nemorun_home() -> Path:
@@ -152,6 +242,24 @@ def atomic_write_many(files: Iterable[tuple[Path, str | bytes]], sync_root: Path
     return len(staged)
 
 
+@contextlib.contextmanager
+def _holding(lock: Path, path: Path) -> Iterator[None]:
+    """``lock`` held (a file lock: released by the OS if this process dies) while ``path`` is
+    read and rewritten by one nemorun at a time; a lock held too long or a store that cannot be
+    written is a :class:`StoreError` naming ``path``."""
+    from filelock import FileLock, Timeout
+
+    try:
+        with FileLock(str(lock), timeout=STATES_LOCK_SECONDS):
+            yield
+    except Timeout:
+        raise StoreError(f"cannot write {path}: another nemorun has held {lock} for {STATES_LOCK_SECONDS} s") from None
+    except StoreError:
+        raise
+    except OSError as exc:
+        raise _store_error(path, exc) from exc
+
+
 def _store_error(path: Path, exc: OSError) -> StoreError:
     return StoreError(f"cannot write {path}: {exc.strerror or exc}")
 
@@ -223,6 +331,10 @@ class JobRecord:
     # set when nemorun cancelled the job: if the backend then forgets it (Slurm keeps no record of
     # a cancelled PENDING array task), it ended CANCELLED rather than UNKNOWN
     cancelled_at: Optional[float] = None
+    # which write of record.json this is (a fresh token each time): a states.json entry made from
+    # this version applies to it and to no later one. Identity, not time: a clock stepping back
+    # or two writes in the same tick cannot make an older state look newer
+    rev: Optional[str] = None
 
     @property
     def app_state(self) -> AppState:
@@ -251,8 +363,7 @@ class JobRecord:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "JobRecord":
-        known = {f.name for f in dataclasses.fields(cls)}
-        values = {k: v for k, v in d.items() if k in known}
+        values = {k: v for k, v in d.items() if k in _JOB_FIELD_SET}
         if values.get("state") not in AppState._value2member_map_:
             values["state"] = AppState.UNKNOWN.value
         try:
@@ -283,8 +394,69 @@ def _apply_status(rec: JobRecord, status: JobStatus) -> bool:
     return True
 
 
+def _new_rev() -> str:
+    return secrets.token_hex(8)
+
+
+def cancel_wins(mine: JobRecord, theirs: JobRecord) -> JobRecord:
+    """The record to write when ``theirs`` was written after ``mine`` was read (the default merge
+    of :meth:`ExperimentRecord.save_job`): ``mine``, without losing what only ``theirs`` knows.
+    A submission is never lost (a handle, and the attempt that may have made one: the record must
+    say what may exist on the backend), and a cancel is never lost: a mark on a job not sent stays
+    (the launch does not send it, or cancels what it just sent), ``cancelled_at`` stays. A job
+    ``mine`` sent while ``theirs`` marked it keeps its submitted state: the caller, seeing
+    ``theirs`` returned, cancels it on the backend (:mod:`nemorun.execute`)."""
+    out = dataclasses.replace(mine)
+    if theirs.handle is not None and mine.handle is None:  # sent meanwhile: the backend's truth
+        out.phase, out.handle, out.state = theirs.phase, theirs.handle, theirs.state
+        out.submitted_at, out.exit_code, out.detail = theirs.submitted_at, theirs.exit_code, theirs.detail
+    if out.attempted_at is None:
+        out.attempted_at = theirs.attempted_at
+    if out.cancelled_at is None:
+        out.cancelled_at = theirs.cancelled_at
+    if theirs.state == AppState.CANCELLED.value and out.state != AppState.CANCELLED.value and theirs.handle is None:
+        if out.handle is None and not out.app_state.is_terminal:
+            out.state, out.detail = theirs.state, theirs.detail
+        elif out.handle is not None and mine.handle is not None:
+            out.detail = "exp cancel came while it was being submitted"
+    return out
+
+
+_DAMAGED_STATES_HINT = ("move it away to ask the backends again (a finished job a backend no longer "
+                        "knows then shows its state as of its record)")
+
+
+def _damaged_states(path: Path, why: str) -> DamagedRecordError:
+    return DamagedRecordError(f"experiment record damaged: {path} {why}; {_DAMAGED_STATES_HINT}")
+
+
+def _check_entry(name: str, seen: Any, path: Path) -> None:
+    """A :data:`STATES_FILE` entry as a status writes it, or the file is damaged (one line)."""
+    if not (isinstance(seen, dict) and isinstance(seen.get("state"), str) and isinstance(seen.get("detail", ""), str)
+            and (seen.get("rev") is None or isinstance(seen.get("rev"), str))
+            and (seen.get("exit_code") is None or type(seen.get("exit_code")) is int)
+            and type(seen.get("seen_at")) in (int, float)):
+        raise _damaged_states(path, f"holds no readable state for job {name!r}")
+
+
+def _overlay(rec: JobRecord, seen: dict[str, Any]) -> None:
+    """The state a status recorded for ``rec`` (:data:`STATES_FILE`), if it was seen on this very
+    version of the record (same ``rev``); a record written since is the newer truth."""
+    if seen.get("rev") != rec.rev:
+        return
+    state = seen["state"]
+    rec.state = state if state in AppState._value2member_map_ else AppState.UNKNOWN.value
+    rec.exit_code, rec.detail, rec.updated_at = seen.get("exit_code"), seen.get("detail", ""), seen["seen_at"]
+
+
+def _entry(rec: JobRecord, now: float) -> dict[str, Any]:
+    return {"rev": rec.rev, "state": rec.state, "exit_code": rec.exit_code, "detail": rec.detail, "seen_at": now}
+
+
 _NO_DEFAULT = object()
 _JOB_FIELDS = tuple(f.name for f in dataclasses.fields(JobRecord))
+_JOB_FIELD_SET = frozenset(_JOB_FIELDS)
+_TERMINAL_STATES = frozenset(s.value for s in AppState if s.is_terminal)
 _ALWAYS_RECORDED = frozenset({"name", "target", "phase", "state"})
 _JOB_DEFAULTS: dict[str, Any] = {
     f.name: (f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default)  # type: ignore[misc]
@@ -298,6 +470,8 @@ class ExperimentRecord:
 
     def __init__(self, path: Path):
         self.path = Path(path)
+        # STATES_FILE as last parsed, keyed by its stat: parsed once per version of the file
+        self._states_seen: Optional[tuple[tuple[int, ...], dict[str, Any]]] = None
 
     # -- creation ---------------------------------------------------------------------------
     @classmethod
@@ -315,6 +489,7 @@ class ExperimentRecord:
         kind: str = "single",
         multirun: bool = False,
         arrays: Optional[Mapping[str, list[str]]] = None,
+        config_dirs: Iterable[str] = (),
     ) -> "ExperimentRecord":
         job_names = list(job_names)
         try:
@@ -335,7 +510,8 @@ class ExperimentRecord:
         try:
             return cls._fill(path, home=Path(home), name=name, experiment_id=experiment_id, target=target,
                              config_yaml=config_yaml, overrides=list(overrides), submit_dir=submit_dir,
-                             job_names=job_names, kind=kind, multirun=multirun, arrays=arrays)
+                             job_names=job_names, kind=kind, multirun=multirun, arrays=arrays,
+                             config_dirs=[d for d in config_dirs if os.path.isdir(d)])
         except BaseException:
             # a record that could not be written whole is no record: leave no empty folder behind
             shutil.rmtree(path, ignore_errors=True)
@@ -346,8 +522,10 @@ class ExperimentRecord:
     @classmethod
     def _fill(cls, path: Path, *, home: Path, name: str, experiment_id: str, target: str, config_yaml: str,
               overrides: list[str], submit_dir: str, job_names: list[str], kind: str, multirun: bool,
-              arrays: Optional[Mapping[str, list[str]]]) -> "ExperimentRecord":
+              arrays: Optional[Mapping[str, list[str]]], config_dirs: list[str]) -> "ExperimentRecord":
         rec = cls(path)
+        for i, folder in enumerate(config_dirs):  # before experiment.json: no record without them
+            _copy_config_files(folder, path / CONFIG_DIRS / str(i))
         atomic_write(path / "config.yaml", config_yaml)
         atomic_write(path / "overrides.yaml", "".join(f"- {json.dumps(o)}\n" for o in overrides) or "[]\n")
         write_json(
@@ -364,9 +542,29 @@ class ExperimentRecord:
                 "multirun": multirun,
                 # array job name -> the sweep jobs it runs (jobs/<array>/ holds its artifacts)
                 "arrays": dict(arrays or {}),
+                "config_dirs": list(config_dirs),
             },
         )
         return rec
+
+    @contextlib.contextmanager
+    def config_folders(self) -> Iterator[None]:
+        """``NEMORUN_CONFIG_PATH`` set to this record's copies of the launch's config folders for
+        the block, so --resume and rerun compose what the launch composed, whatever the folders
+        hold now (or without them). A record made before they were kept leaves the variable alone."""
+        dirs = self.meta.get("config_dirs")
+        if not isinstance(dirs, list):
+            yield
+            return
+        before = os.environ.get("NEMORUN_CONFIG_PATH")
+        os.environ["NEMORUN_CONFIG_PATH"] = os.pathsep.join(str(self.path / CONFIG_DIRS / str(i)) for i in range(len(dirs)))
+        try:
+            yield
+        finally:
+            if before is None:
+                os.environ.pop("NEMORUN_CONFIG_PATH", None)
+            else:
+                os.environ["NEMORUN_CONFIG_PATH"] = before
 
     # -- reading ----------------------------------------------------------------------------
     @property
@@ -386,7 +584,41 @@ class ExperimentRecord:
         return self.path / "jobs" / job
 
     def job(self, job: str) -> JobRecord:
-        return JobRecord.from_dict(_read_json(self.job_dir(job) / JOB_FILE))
+        """The job as it stands: its record.json with the state a status saw since (the one
+        place a job's state is read: catalog rows, ``exp`` commands, waits, resume, the API)."""
+        check_job_name(job)
+        rec = JobRecord.from_dict(_read_json(Path(self.path, "jobs", job, JOB_FILE)))  # one Path, not three
+        seen = self._states().get(rec.name)
+        if seen is not None:
+            _overlay(rec, seen)
+        return rec
+
+    def _states(self, fresh: bool = False) -> dict[str, Any]:
+        """:data:`STATES_FILE`'s entries, parsed once per version of the file (one stat a call);
+        ``fresh``: read the file whatever the cache holds (under its lock, before merging)."""
+        path = self.path / STATES_FILE
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            self._states_seen = None
+            return {}
+        except OSError as exc:
+            raise _damaged_states(path, f"cannot be read ({exc.strerror or exc})") from exc
+        key = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        if fresh or self._states_seen is None or self._states_seen[0] != key:
+            try:
+                table = _read_json(path)
+            except FileNotFoundError:  # replaced between the stat and the read: what replaced it
+                return self._states(fresh=True)
+            except DamagedRecordError as exc:
+                raise DamagedRecordError(f"{exc}; {_DAMAGED_STATES_HINT}") from exc
+            jobs = table.get("jobs")
+            if not isinstance(jobs, dict):
+                raise _damaged_states(path, "has no job table")
+            for name, seen in jobs.items():
+                _check_entry(name, seen, path)
+            self._states_seen = (key, jobs)
+        return self._states_seen[1]
 
     def jobs(self) -> list[JobRecord]:
         return [self.job(j) for j in self.meta["jobs"] if (self.job_dir(j) / JOB_FILE).exists()]
@@ -407,9 +639,34 @@ class ExperimentRecord:
         return counts
 
     # -- writing ----------------------------------------------------------------------------
-    def save_job(self, record: JobRecord) -> None:
-        record.updated_at = time.time()
-        write_json(self.job_dir(record.name) / JOB_FILE, record.fields())
+    def save_job(self, record: JobRecord,
+                 reapply: Optional[Callable[[JobRecord, JobRecord], JobRecord]] = None) -> Optional[JobRecord]:
+        """Write the job's record whole: what it holds (state included) is the job's truth from
+        now on, over any state a status recorded before (a new ``rev``).
+
+        A compare-and-swap on ``rev`` under the experiment's :data:`RECORDS_LOCK`: ``record`` is
+        written if the file is still the version it was read as (or ``record`` is new, rev None).
+        When another nemorun wrote the file since (``exp cancel`` while the launch sends the job),
+        the loser's change is applied to the newer record instead: ``reapply(mine, theirs)``,
+        by default :func:`cancel_wins`. ``record`` takes what was written; the newer record that
+        was built on is returned (None when there was none), so a caller can act on it (the
+        launch cancels on the backend a job whose cancel mark came while it was being sent)."""
+        path, lock = self.job_dir(record.name) / JOB_FILE, self.path / RECORDS_LOCK
+        theirs: Optional[JobRecord] = None
+        with _holding(lock, path):
+            if record.rev is not None:
+                try:
+                    on_disk = _read_json(path)
+                except FileNotFoundError:
+                    on_disk = None
+                if on_disk is not None and on_disk.get("rev") != record.rev:
+                    theirs = JobRecord.from_dict(on_disk)
+                    merged = (reapply or cancel_wins)(dataclasses.replace(record), theirs)
+                    for name in _JOB_FIELDS:
+                        setattr(record, name, getattr(merged, name))
+            record.updated_at, record.rev = time.time(), _new_rev()
+            write_json(path, record.fields())
+        return theirs
 
     def save_jobs(self, records: Iterable[JobRecord], compact: bool = True) -> None:
         """Many job records as one batch (a job array's tasks): each file is written whole, and
@@ -419,7 +676,7 @@ class ExperimentRecord:
 
         def files() -> Iterable[tuple[Path, str]]:
             for record in records:
-                record.updated_at = now
+                record.updated_at, record.rev = now, _new_rev()
                 text = json.dumps(record.compact(), sort_keys=True) if compact else json.dumps(record.fields(), indent=2, sort_keys=True)
                 yield self.job_dir(record.name) / JOB_FILE, text + "\n"
 
@@ -435,7 +692,7 @@ class ExperimentRecord:
                 d = self.job_dir(record.name)
                 for name, text in artifacts.items():
                     yield d / name, text
-                record.artifacts, record.updated_at = list(artifacts), now
+                record.artifacts, record.updated_at, record.rev = list(artifacts), now, _new_rev()
                 yield d / JOB_FILE, json.dumps(record.fields(), indent=2, sort_keys=True) + "\n"
 
         atomic_write_many(files(), self.path, mode=artifact_mode)
@@ -447,28 +704,51 @@ class ExperimentRecord:
         return list(artifacts)
 
     def record_status(self, job: str, status: JobStatus) -> JobRecord:
-        rec = self.job(job)
-        if _apply_status(rec, status):
-            self.save_job(rec)
-        return rec
+        return self.record_statuses([(job, status)])[0]
 
     def record_statuses(self, updates: Iterable[tuple[str | JobRecord, JobStatus]]) -> list[JobRecord]:
-        """:meth:`record_status` for many jobs (``exp status`` of a 1,000-task array) as ONE batch
-        write, and the time of the check (:data:`CHECKED_FILE`). A record about to change is read
-        again first, so a concurrent ``exp cancel`` is not overwritten; one given as already read
-        that the status leaves as it is costs no read and no write."""
+        """The states seen on the backends (``exp status`` of a 1,000-task array), recorded as ONE
+        write of :data:`STATES_FILE` for those that changed, and the time of the check
+        (:data:`CHECKED_FILE`); no job record is rewritten. A record given as already read is
+        not read again: if a concurrent ``exp cancel`` rewrote it meanwhile, its new ``rev``
+        makes this state not apply to it (the next status looks again)."""
         out, changed = [], []
         for job, status in updates:
-            if isinstance(job, JobRecord) and not _apply_status(dataclasses.replace(job), status):
-                out.append(job)
-                continue
-            rec = self.job(job.name if isinstance(job, JobRecord) else job)
-            out.append(rec)
+            rec = dataclasses.replace(job) if isinstance(job, JobRecord) else self.job(job)
             if _apply_status(rec, status):
                 changed.append(rec)
-        self.save_jobs(changed, compact=False)
+                out.append(rec)
+            else:
+                out.append(job if isinstance(job, JobRecord) else rec)
+        if changed:
+            self._save_states(changed)
         self.mark_checked()
         return out
+
+    def _save_states(self, records: list[JobRecord]) -> None:
+        """The new states into :data:`STATES_FILE`: one atomic write for the whole poll, merged
+        under the file's lock with what it holds then, so two concurrent statuses (a waiting
+        launch and ``exp status``) keep each other's news. Of two statuses that saw the same
+        record version, one that saw the job end wins over one that saw it still going (its
+        query may have been the earlier one); ``records`` take what was kept."""
+        path, now = self.path / STATES_FILE, time.time()
+        with _holding(Path(str(path) + ".lock"), path):
+            jobs = dict(self._states(fresh=True))
+            for rec in records:
+                old = jobs.get(rec.name)
+                if (old is not None and old.get("rev") == rec.rev and not rec.app_state.is_terminal
+                        and old["state"] in _TERMINAL_STATES):
+                    _overlay(rec, old)
+                    continue
+                rec.updated_at = now
+                jobs[rec.name] = _entry(rec, now)
+            fault("states-merged")
+            # a batch of one: the file system is synced BEFORE the rename, so the logs a
+            # status kept (hard links, :func:`nemorun.submitters.sync_logs_many`) are on disk
+            # before the table can say their jobs ended (a power cut must not lose them)
+            atomic_write_many([(path, json.dumps({"jobs": jobs}, sort_keys=True, separators=(",", ":")) + "\n")], self.path)
+            st = os.stat(path)  # no other writer while the lock is held: this is what was written
+            self._states_seen = ((st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns), jobs)
 
     def mark_checked(self, now: Optional[float] = None) -> None:
         atomic_write(self.path / CHECKED_FILE, f"{time.time() if now is None else now}\n")

@@ -1,8 +1,9 @@
 """What a recorded experiment's jobs are doing now: one backend query per backend, recorded.
 
 Shared by ``nemorun exp status`` (through :mod:`nemorun.api`), ``wait=true`` and a launch that
-waits for upstream jobs before submitting the next: every state seen is written into the job's
-record and the catalog row, so the record and ``exp list`` never disagree.
+waits for upstream jobs before submitting the next: every state seen that changed is written
+into the experiment's ``states.json`` (read back through :meth:`ExperimentRecord.job`) and the
+catalog row, so the record and ``exp list`` never disagree.
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Callable, Optional, Sequence
 
 from nemorun import catalog, submitters
 from nemorun.states import AppState, Handle, JobStatus
-from nemorun.store import ExperimentRecord, JobRecord, as_recorded
+from nemorun.store import ExperimentRecord, JobRecord, as_recorded, fault
 
 POLL_SECONDS = 1.0
 
@@ -23,6 +24,12 @@ def refresh(record: ExperimentRecord, jobs: Sequence[JobRecord]) -> dict[str, Jo
     record says it ended: a finished record is never asked about again, so if the status died
     between the two writes the other way round, those logs would never be collected. Kept
     first, a crash only means they are looked for again (and found there) at the next status.
+
+    The states that changed go into the experiment's ``states.json`` (one write per backend
+    queried, :meth:`ExperimentRecord.record_statuses`), not into 1,000 job records. Crash tests
+    kill a status at ``NEMORUN_FAULT=status-logs-kept`` (logs kept, states not yet written),
+    ``states-merged`` (``states.json`` lock held, not yet written) and ``status-recorded``
+    (states written, the catalog row not yet).
     """
     out: dict[str, JobStatus] = {}
     by_backend: dict[str, list[tuple[JobRecord, Handle]]] = {}
@@ -39,10 +46,12 @@ def refresh(record: ExperimentRecord, jobs: Sequence[JobRecord]) -> dict[str, Jo
         seen = [states.get(handle.id, unknown) for _, handle in pairs]
         submitters.sync_logs_many((handle, record.job_dir(rec.name)) for (rec, handle), status in zip(pairs, seen)
                                   if _ending(rec, status))  # one batch (links, or one write of the copies)
+        fault("status-logs-kept")
         news = record.record_statuses(zip((rec for rec, _ in pairs), seen))  # one batch write
         for (rec, _), new in zip(pairs, news):
             out[rec.name] = JobStatus(new.app_state, new.exit_code, new.detail)
             known[rec.name] = new
+    fault("status-recorded")
     # the records just read and written make the catalog row: not read a further time
     catalog.refresh(record.path.parent.parent.parent, record, known=known)
     return out

@@ -42,7 +42,7 @@ from urllib.parse import urlsplit
 
 from nemorun import secrets
 from nemorun.archives import extract_beside
-from nemorun.errors import SubmitError, one_line
+from nemorun.errors import ConfigError, SubmitError, one_line
 from nemorun.ir import Job, Rendered
 from nemorun.states import AppState, Handle, JobStatus
 from nemorun.submitters.base import SubmitterFeatures
@@ -250,9 +250,12 @@ class Client:
 def resolve(job: Job) -> Job:
     """The job with ``project_id``/``cluster_id`` looked up by ``project_name`` (one token and one
     ``GET /org-unit/projects``), so the rendered request carries the real ids; a job that names
-    its ids already is returned as it is."""
+    its ids already is returned as it is. Also refuses, before any job of the launch is sent,
+    what :func:`submit` could not get past: the PVC folder missing here, the app secret unset."""
     ex = job.executor
+    _check_pvc_dir(job)
     if ex.project_id and ex.cluster_id:
+        resolve_secret(secret_ref(ex))
         return job
     project_id, cluster_id = Client(Endpoint.of(ex)).project_ids(ex.project_name)
     return target.with_ids(job, project_id, cluster_id)
@@ -264,12 +267,7 @@ def place_files(rendered: Rendered, job: Job) -> Optional[dict[str, Any]]:
     folder = target.pvc_job_dir(job)
     if folder is None:
         return None
-    base = str(job.executor.pvc_nemo_run_dir)
-    if not os.path.isdir(base):
-        pvc = pvc_of(job.executor)
-        claim = pvc.claim_name if pvc else "?"
-        raise SubmitError(f"executor.pvc_nemo_run_dir {base} does not exist here: nemorun is not running inside a pod that "
-                          f"mounts PVC {claim} at {pvc.path if pvc else base}; launch from such a pod")  # fmt: skip
+    _check_pvc_dir(job)  # resolve checked it; gone since
     try:
         os.makedirs(folder, exist_ok=True)
         for name, text in rendered.artifacts.items():
@@ -279,6 +277,21 @@ def place_files(rendered: Rendered, job: Job) -> Optional[dict[str, Any]]:
     except OSError as exc:
         raise SubmitError(f"cannot write the job folder {folder} on the PVC: {exc.strerror or exc}") from None
     return {"job_dir": folder, **({"code": unpacked} if unpacked else {})}
+
+
+def _check_pvc_dir(job: Job) -> None:
+    """``pvc_nemo_run_dir`` must be a writable folder here: the job's files are put there before
+    the workload is created, from a pod that mounts the PVC at the same path."""
+    base = job.executor.pvc_nemo_run_dir
+    if not base:
+        return
+    pvc = pvc_of(job.executor)
+    mount = f"PVC {pvc.claim_name if pvc else '?'} at {pvc.path if pvc else base}"
+    if not os.path.isdir(str(base)):
+        raise ConfigError(f"executor.pvc_nemo_run_dir {base} does not exist here: nemorun is not running inside a pod that "
+                          f"mounts {mount}; launch from such a pod")  # fmt: skip
+    if not os.access(str(base), os.W_OK | os.X_OK):
+        raise ConfigError(f"executor.pvc_nemo_run_dir {base} is not writable here: launch from a pod that mounts {mount} read-write")
 
 
 def _write_atomic(path: str, data: bytes) -> None:

@@ -5,7 +5,9 @@ The engine is the one ``docker.from_env()`` finds (``DOCKER_HOST``, ``DOCKER_TLS
 status/logs/cancel reach the same engine. docker-py is imported inside functions only.
 
 - Submit: the image must already be on the engine (``images.get``): nemorun never pulls, because
-  ``containers.run`` would pull a missing image implicitly. With a packager, ``<job dir>/code``
+  ``containers.run`` would pull a missing image implicitly. Checked by :func:`resolve`, which
+  the core runs for every job of a launch before the first is sent (a sweep's 2nd image missing
+  no longer leaves the 1st running), and again at submit. With a packager, ``<job dir>/code``
   (bound read-only by the rendered kwargs) becomes a link to the archive's tree in
   ``NEMORUN_HOME/cache/code/<sha256>``, unpacked once per digest: the mount is read-only, so jobs
   can share it, and an unchanged archive (the next launch, every point of a sweep) costs a
@@ -20,10 +22,14 @@ status/logs/cancel reach the same engine. docker-py is imported inside functions
   take one file lock (``cache/code.lock``, filelock): a launch finds or unpacks, touches and
   links its tree under it, so pruning never removes a tree between a launch finding it and its
   container mounting it; a tree is renamed away under the lock and deleted after.
-- Status: one ``containers.list(all=True)`` per experiment, by the ``nemorun.experiment-id``
-  label; the exit code comes from the container's state. With retries (restart policy
-  ``on-failure``) a container between attempts is ``restarting``: RUNNING, not FAILED; the
-  detail shows the engine's ``RestartCount``.
+- Status: one sparse ``containers.list(all=True)`` per engine and poll, filtered by nemorun's
+  ``nemorun.experiment-id`` label (the engine's list answer: id and state of each container, no
+  inspect). A container is inspected only when the list cannot say it all: it ended (exit code,
+  OOMKilled, ``RestartCount`` — once, as the job's final state is then recorded), it is not
+  ``running``, or its job retries (``RestartCount`` of a later attempt). docker-py's plain list
+  inspects EVERY container it lists: a poll of a 100-job sweep was 101 engine calls. With
+  retries (restart policy ``on-failure``) a container between attempts is ``restarting``:
+  RUNNING, not FAILED; the detail shows the engine's ``RestartCount``.
 - Logs: from the engine (``follow`` streams until the container stops for good, across restarts;
   the engine ends a followed log at every exit); stdout and stderr merged.
 - Cancel: ``stop`` (SIGTERM, SIGKILL after the grace period), then ``kill`` if it still runs;
@@ -49,7 +55,7 @@ from nemorun.store import nemorun_home
 from nemorun.submitters.base import SubmitterFeatures
 from nemorun.targets.docker import ARTIFACT, CODE_DIR, LABEL_EXPERIMENT_ID, LABEL_JOB
 
-FEATURES = SubmitterFeatures(stream=True, find=True)
+FEATURES = SubmitterFeatures(stream=True, find=True, resolve=True)
 
 CANCELLED_FILE = "cancelled"
 DEFAULT_SOCKET = "unix:///var/run/docker.sock"
@@ -82,16 +88,35 @@ def sdk() -> Any:
     return docker
 
 
+def _failures(docker: Any) -> tuple[type[BaseException], ...]:
+    """What an engine call raises when the engine fails or went away: docker-py's errors, and
+    the connection errors of requests, which docker-py lets through once it knows the API version
+    (no GET /version made at :func:`client`, which wrapped them then)."""
+    import requests
+
+    return (docker.errors.DockerException, requests.exceptions.RequestException)
+
+
+# the API version each engine answered this process's first client (key: pid, DOCKER_HOST, TLS
+# settings): later clients are told it, or every client (one per poll of `exp status --watch`,
+# per job of a launch) asked the engine GET /version before its one real request
+_api_versions: dict[tuple[Any, ...], str] = {}
+
+
 def client(host: Optional[str]) -> Any:
-    """A docker-py client for ``host`` (None: the environment's). Contacts the engine once."""
+    """A docker-py client for ``host`` (None: the environment's). The first one of the process
+    asks the engine its API version (an unreachable engine is refused here, in one line)."""
     docker = sdk()
     env = dict(os.environ)
     if host:
         env["DOCKER_HOST"] = host
+    key = (os.getpid(), env.get("DOCKER_HOST"), env.get("DOCKER_TLS_VERIFY"), env.get("DOCKER_CERT_PATH"))
     try:
-        return docker.from_env(environment=env)
+        c = docker.from_env(environment=env, version=_api_versions.get(key))
     except docker.errors.DockerException as exc:
         raise SubmitError(f"cannot reach the Docker engine at {_where(host)}: {_reason(exc)}") from None
+    _api_versions[key] = c.api.api_version
+    return c
 
 
 def code_cache_root() -> Path:
@@ -174,20 +199,49 @@ def _link(job: Job, tree: Path) -> None:
         raise SubmitError(f"cannot link {link} to the unpacked code {tree}: {one_line(str(exc))}") from None
 
 
+def _image_present(c: Any, image: str, host: Optional[str]) -> None:
+    docker = sdk()
+    try:
+        c.images.get(image)
+    except docker.errors.ImageNotFound as exc:
+        raise SubmitError(
+            f"image {image} is not on the Docker engine at {_where(host)} and nemorun never pulls: "
+            f"build, load or pull it there first ({_reason(exc)})"
+        ) from None
+
+
+# (experiment id, engine, image) found on the engine by resolve: every job of a sweep uses the
+# same image, so a launch asks the engine once per image, not once per job
+_images_found: set[tuple[str, Optional[str], str]] = set()
+
+
+def resolve(job: Job) -> Job:
+    """Nothing to fill in: refuses, before any job of the launch is sent, what :func:`submit`
+    would refuse at its turn — docker-py missing, the engine unreachable, the image not on it."""
+    docker = sdk()
+    host = os.environ.get("DOCKER_HOST") or None
+    seen = (job.experiment_id, host, str(job.image))
+    if seen in _images_found:
+        return job
+    c = client(host)
+    try:
+        _image_present(c, str(job.image), host)
+        _images_found.intersection_update({k for k in _images_found if k[0] == job.experiment_id})  # this launch's only
+        _images_found.add(seen)
+    except _failures(docker) as exc:
+        raise SubmitError(f"the Docker engine at {_where(host)} failed: {_reason(exc)}") from None
+    finally:
+        c.close()
+    return job
+
+
 def submit(rendered: Rendered, job: Job) -> Handle:
     docker = sdk()
     kwargs = json.loads(rendered.artifacts[ARTIFACT])
     host = os.environ.get("DOCKER_HOST") or None
     c = client(host)
     try:
-        image = str(kwargs["image"])
-        try:
-            c.images.get(image)
-        except docker.errors.ImageNotFound as exc:
-            raise SubmitError(
-                f"image {image} is not on the Docker engine at {_where(host)} and nemorun never pulls: "
-                f"build, load or pull it there first ({_reason(exc)})"
-            ) from None
+        _image_present(c, str(kwargs["image"]), host)  # resolve checked it; removed since?
         _unpack_code(job)
         name = str(kwargs["name"])
         try:
@@ -198,7 +252,7 @@ def submit(rendered: Rendered, job: Job) -> Handle:
         if job.package.archive:
             _prune_quietly(c)
         return _handle(container, job, host)
-    except docker.errors.DockerException as exc:  # the engine went away mid-way
+    except _failures(docker) as exc:  # the engine went away mid-way
         raise SubmitError(f"the Docker engine at {_where(host)} failed: {_reason(exc)}") from None
     finally:
         c.close()
@@ -207,7 +261,7 @@ def submit(rendered: Rendered, job: Job) -> Handle:
 def _mounted_trees(c: Any) -> set[str]:
     """Real paths of what the engine's nemorun containers that are not over bind-mount (a job's
     ``code`` link resolves to its tree)."""
-    found = c.containers.list(all=True, filters={"label": LABEL_EXPERIMENT_ID}, ignore_removed=True)
+    found = c.containers.list(all=True, filters={"label": LABEL_EXPERIMENT_ID}, sparse=True, ignore_removed=True)
     return {os.path.realpath(m["Source"]) for ct in found if ct.status in (*LIVE_STATES, "created")
             for m in ct.attrs.get("Mounts") or [] if m.get("Source")}
 
@@ -258,6 +312,7 @@ def _handle(container: Any, job: Job, host: Optional[str]) -> Handle:
             "experiment_id": job.experiment_id,
             "job_dir": job.job_dir,
             "grace_seconds": int(job.executor.cancel_grace_seconds),
+            "retries": int(job.retries),  # status then inspects a running container only when it may restart
         },
     )
 
@@ -281,7 +336,7 @@ def find(job: Job) -> Optional[Handle]:
                 continue
             return _handle(container, job, host)
         return None
-    except docker.errors.DockerException as exc:
+    except _failures(docker) as exc:
         raise SubmitError(f"cannot look for container of job {job.name} on the Docker engine at {_where(host)}: {_reason(exc)}") from None
     finally:
         c.close()
@@ -291,7 +346,7 @@ def _remove_quietly(c: Any, name: str) -> None:
     docker = sdk()
     try:
         c.containers.get(name).remove(force=True)
-    except docker.errors.DockerException:
+    except _failures(docker):
         pass
 
 
@@ -321,30 +376,43 @@ def _cancelled(handle: Handle) -> bool:
     return (Path(str(handle.data.get("job_dir", ""))) / CANCELLED_FILE).exists()
 
 
+def _needs_inspect(listed_state: str, handle: Handle) -> bool:
+    """Whether the list's one-word state is not the whole answer (see the module docstring)."""
+    return listed_state != "running" or handle.data.get("retries", 1) != 0
+
+
 def status(handles: Sequence[Handle]) -> dict[str, JobStatus]:
     docker = sdk()
+    unanswered: tuple[type[BaseException], ...] = (SubmitError, *_failures(docker))
     out: dict[str, JobStatus] = {}
-    groups: dict[tuple[Optional[str], str], list[Handle]] = {}
+    hosts: dict[Optional[str], list[Handle]] = {}
     for h in handles:
-        groups.setdefault((h.data.get("docker_host"), str(h.data.get("experiment_id"))), []).append(h)
-    for (host, experiment_id), group in groups.items():
+        hosts.setdefault(h.data.get("docker_host"), []).append(h)
+    for host, group in hosts.items():
+        ids = {str(h.data.get("experiment_id")) for h in group}
+        # one experiment: the engine filters by its id; several: every nemorun container, one call
+        label = f"{LABEL_EXPERIMENT_ID}={next(iter(ids))}" if len(ids) == 1 else LABEL_EXPERIMENT_ID
         try:
             c = client(host)
             try:
-                listed = c.containers.list(all=True, filters={"label": f"{LABEL_EXPERIMENT_ID}={experiment_id}"}, ignore_removed=True)
-                found = {x.id: x.attrs for x in listed}  # full inspect data (list is not sparse)
+                listed = {x.id: x for x in c.containers.list(all=True, filters={"label": label}, sparse=True, ignore_removed=True)}
+                for h in group:
+                    found = listed.get(str(h.data["container_id"]))
+                    if found is None:
+                        gone = AppState.CANCELLED if _cancelled(h) else AppState.UNKNOWN
+                        out[h.id] = JobStatus(gone, None, f"container {h.data['name']} is no longer on the engine")
+                    elif _needs_inspect(found.status, h):
+                        try:
+                            out[h.id] = state_of(c.api.inspect_container(found.id), _cancelled(h))
+                        except docker.errors.NotFound:  # removed since the list
+                            out[h.id] = JobStatus(AppState.CANCELLED if _cancelled(h) else AppState.UNKNOWN, None,
+                                                  f"container {h.data['name']} is no longer on the engine")
+                    else:
+                        out[h.id] = JobStatus(AppState.RUNNING, None, "running")
             finally:
                 c.close()
-        except (SubmitError, docker.errors.DockerException) as exc:
-            out.update({h.id: JobStatus(AppState.UNKNOWN, None, _reason(exc)) for h in group})
-            continue
-        for h in group:
-            attrs = found.get(str(h.data["container_id"]))
-            if attrs is None:
-                gone = AppState.CANCELLED if _cancelled(h) else AppState.UNKNOWN
-                out[h.id] = JobStatus(gone, None, f"container {h.data['name']} is no longer on the engine")
-            else:
-                out[h.id] = state_of(attrs, _cancelled(h))
+        except unanswered as exc:
+            out.update({h.id: JobStatus(AppState.UNKNOWN, None, _reason(exc)) for h in group if h.id not in out})
     return out
 
 
@@ -410,7 +478,7 @@ def logs(handle: Handle, follow: bool = False) -> Iterator[str]:
         try:
             chunks = follow_log(container) if follow else container.logs(stream=True, follow=False)
             yield from _lines(chunks)
-        except docker.errors.DockerException as exc:
+        except _failures(docker) as exc:
             raise SubmitError(f"logs of container {handle.data['name']} on {_where(host)}: {_reason(exc)}") from None
     finally:
         c.close()
@@ -441,7 +509,7 @@ def stream(handle: Handle) -> Iterator[tuple[str, str]]:
             own = c.containers.get(container.id)
             for line in _lines(follow_log(own, stdout=name == "stdout", stderr=name == "stderr")):
                 lines.put((name, line))
-        except docker.errors.DockerException:
+        except _failures(docker):
             pass  # the container went away: what was read is all there is
         finally:
             lines.put((name, None))
@@ -483,7 +551,7 @@ def cancel(handle: Handle) -> None:
             container.kill()
     except docker.errors.NotFound:
         return
-    except docker.errors.DockerException as exc:
+    except _failures(docker) as exc:
         raise SubmitError(f"cannot cancel container {handle.data['name']} on {_where(host)}: {_reason(exc)}") from None
     finally:
         c.close()

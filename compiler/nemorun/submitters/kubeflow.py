@@ -18,13 +18,14 @@ import os
 from typing import Any, Iterator, Optional, Sequence
 
 from nemorun import configmap_packaging as cmp
-from nemorun.errors import SubmitError, one_line
+from nemorun import secrets
+from nemorun.errors import ConfigError, SubmitError, one_line
 from nemorun.ir import Job, Rendered
 from nemorun.states import AppState, Handle, JobStatus
 from nemorun.submitters.base import SubmitterFeatures
 from nemorun.targets import kubeflow as target
 
-FEATURES = SubmitterFeatures(find=True)
+FEATURES = SubmitterFeatures(find=True, resolve=True)
 
 JOBSET_NAME_LABEL = "jobset.sigs.k8s.io/jobset-name"
 REPLICATED_JOB_LABEL = "jobset.sigs.k8s.io/replicatedjob-name"
@@ -37,6 +38,11 @@ class _Clients:
         self.core, self.custom, self.host = core, custom, host
 
 
+class _NoCredentials(ConfigError):
+    """Neither the kubeconfig nor an in-cluster service account gives credentials: the user's
+    set-up, not the cluster, is wrong (exit 2)."""
+
+
 def _clients() -> _Clients:
     try:
         from kubernetes import client, config
@@ -46,13 +52,45 @@ def _clients() -> _Clients:
     try:
         # KUBECONFIG is read here, not at import time as the client's own default does
         api = config.new_client_from_config(config_file=os.environ.get("KUBECONFIG") or None)
-    except (ConfigException, OSError) as kube_exc:
+    except Exception as kube_exc:  # noqa: BLE001 - ConfigException, OSError, a YAMLError or a KeyError from a
+        # kubeconfig that is not YAML or lacks a field: whatever the client's loader raises, it is unusable
         try:
             config.load_incluster_config()
         except ConfigException:
-            raise SubmitError(f"no Kubernetes credentials: {one_line(str(kube_exc))} and not running inside a cluster") from kube_exc
+            raise _NoCredentials(f"no Kubernetes credentials: {one_line(str(kube_exc) or type(kube_exc).__name__)} "
+                                 "and not running inside a cluster (KUBECONFIG, ~/.kube/config)") from kube_exc
         api = client.ApiClient()
+    _register_credentials(api.configuration)
+    hook = api.configuration.refresh_api_key_hook  # exec/OIDC users: a token fetched before each request
+    if hook is not None:
+        api.configuration.refresh_api_key_hook = lambda c: (hook(c), _register_credentials(c))
     return _Clients(client.CoreV1Api(api), client.CustomObjectsApi(api), str(api.configuration.host))
+
+
+# (experiment id, KUBECONFIG) whose credentials resolve loaded: once per launch, not per task
+_checked: set[tuple[str, Optional[str]]] = set()
+
+
+def resolve(job: Job) -> Job:
+    """Nothing to fill in: refuses, before any job of the launch is sent, what :func:`submit`
+    would refuse at its turn without asking the cluster — the kubernetes client missing, no
+    usable kubeconfig or in-cluster credentials (one line, exit 2). Once per launch."""
+    seen = (job.experiment_id, os.environ.get("KUBECONFIG"))
+    if seen not in _checked:
+        _clients()
+        _checked.intersection_update({k for k in _checked if k[0] == job.experiment_id})  # this launch's only
+        _checked.add(seen)
+    return job
+
+
+def _register_credentials(configuration: Any) -> None:
+    """The kubeconfig's bearer token and password, for the scrubber (:mod:`nemorun.secrets`): an
+    apiserver, proxy or webhook that quotes the request it refused must not get them into an
+    error line or a record."""
+    for value in (configuration.api_key or {}).values():
+        secrets.register(value)
+        secrets.register(str(value).partition(" ")[2])  # "Bearer <token>"
+    secrets.register(configuration.password)
 
 
 def _api_message(exc: Any) -> str:

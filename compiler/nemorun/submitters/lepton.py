@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Optional, Sequence, TypeVar
 
 from nemorun import secrets
@@ -55,10 +56,9 @@ STATE_MAP: dict[str, AppState] = {
 
 
 def _client(workspace_id: Optional[str] = None, url: Optional[str] = None) -> Any:
-    try:
-        from leptonai.api.v2.client import APIClient
-    except ImportError:
-        raise SubmitError("the lepton executor needs the leptonai SDK: install nemorun[lepton]") from None
+    _sdk_present()
+    from leptonai.api.v2.client import APIClient
+
     # the token as the SDK will find it (alone, or after the colon of an "id:token" credential),
     # registered before the SDK can fail with a message that quotes it
     credential = workspace_id or os.environ.get("LEPTON_WORKSPACE_ID") or ""
@@ -119,14 +119,37 @@ def _retry_wait(exc: BaseException, attempt: int) -> float:
     return max(0.0, min(wait, MAX_WAIT_SECONDS))
 
 
-def resolve_node_group(client: Any, name: str) -> str:
-    """The id of the dedicated node group named (or with the id) ``name``."""
-    groups = _call("listing node groups", client, client.nodegroup.list_all)
-    for group in groups:
-        if name in (group.metadata.id_, group.metadata.name):
-            return str(group.metadata.id_)
-    known = ", ".join(sorted(f"{g.metadata.name} ({g.metadata.id_})" for g in groups)) or "none"
-    raise SubmitError(f"lepton workspace {client.url} has no node group '{name}'; available: {known}")
+@dataclass(frozen=True)
+class NodeGroups:
+    """A workspace's dedicated node groups as listed for one launch."""
+
+    launch: tuple[str, str, str]  # experiment id, LEPTON_WORKSPACE_ID, LEPTON_WORKSPACE_URL
+    url: str
+    groups: tuple[tuple[str, str], ...]  # (id, name)
+
+    def id_of(self, name: str) -> str:
+        """The id of the group named (or with the id) ``name``."""
+        for group_id, group_name in self.groups:
+            if name in (group_id, group_name):
+                return group_id
+        known = ", ".join(sorted(f"{n} ({i})" for i, n in self.groups)) or "none"
+        raise SubmitError(f"lepton workspace {self.url} has no node group '{name}'; available: {known}")
+
+
+_listed: Optional[NodeGroups] = None
+
+
+def node_groups(job: Job) -> NodeGroups:
+    """The node groups of the workspace ``job`` is sent to, listed ONCE per launch (its experiment
+    id) and workspace: every job of an N-job sweep is resolved before the first is sent, and
+    listing per job made N identical calls. A later launch lists again (groups come and go)."""
+    global _listed
+    launch = (job.experiment_id, os.environ.get("LEPTON_WORKSPACE_ID", ""), os.environ.get("LEPTON_WORKSPACE_URL", ""))
+    if _listed is None or _listed.launch != launch:
+        client = _client()
+        found = _call("listing node groups", client, client.nodegroup.list_all)
+        _listed = NodeGroups(launch, str(client.url), tuple((str(g.metadata.id_), str(g.metadata.name)) for g in found))
+    return _listed
 
 
 def resolve(job: Job) -> Job:
@@ -134,9 +157,16 @@ def resolve(job: Job) -> Job:
     so the rendered body names the id; a job that names the id (or no group) is returned as it is."""
     ex = job.executor
     if not ex.node_group or ex.node_group_id:
+        _sdk_present()  # what submit would find missing at this job's turn, found before anything is sent
         return job
-    node_group_id = resolve_node_group(_client(), ex.node_group)
-    return with_node_group_id(job, node_group_id)
+    return with_node_group_id(job, node_groups(job).id_of(ex.node_group))
+
+
+def _sdk_present() -> None:
+    try:
+        import leptonai.api.v2.client  # noqa: F401
+    except ImportError:
+        raise SubmitError("the lepton executor needs the leptonai SDK: install nemorun[lepton]") from None
 
 
 def submit(rendered: Rendered, job: Job) -> Handle:

@@ -13,15 +13,17 @@ import signal
 import subprocess
 import time
 from pathlib import Path
-from typing import Iterator, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Iterator, Mapping, Optional, Sequence
 
-from nemorun.errors import SubmitError
-from nemorun.ir import Job, Rendered
+from nemorun.errors import ConfigError, SubmitError
+from nemorun.local_files import ATTEMPTS_FILE
 from nemorun.states import AppState, Handle, JobStatus
 from nemorun.submitters.base import SubmitterFeatures
-from nemorun.targets.local import ATTEMPTS_FILE
 
-FEATURES = SubmitterFeatures(stream=True, find=True)
+if TYPE_CHECKING:  # annotations only: the IR loads the schemas and OmegaConf, which a status never needs
+    from nemorun.ir import Job, Rendered
+
+FEATURES = SubmitterFeatures(stream=True, find=True, resolve=True)
 
 EXIT_CODE_FILE = "exit_code"
 CANCELLED_FILE = "cancelled"
@@ -46,22 +48,32 @@ def _proc_start_time(pid: int) -> str | None:
     return stat.rsplit(")", 1)[1].split()[19]
 
 
+def resolve(job: Job) -> Job:
+    """Refuses a job whose working directory does not exist. Here, not at submit: every job of a
+    launch is resolved before the first is sent, so task 2's missing folder no longer leaves task
+    1 running."""
+    if not os.path.isdir(job.workdir):
+        raise ConfigError(f"working directory {job.workdir} does not exist (executor.workdir)")
+    return job
+
+
 def submit(rendered: Rendered, job: Job) -> Handle:
     job_dir = Path(job.job_dir)
     if not (job_dir / "launch.sh").is_file():
         raise SubmitError(f"{job_dir / 'launch.sh'} is missing: artifacts must be recorded before submission")
-    if not os.path.isdir(job.workdir):
-        raise SubmitError(f"working directory {job.workdir} does not exist")
     with open(job_dir / STDOUT, "ab") as out, open(job_dir / STDERR, "ab") as err:
-        proc = subprocess.Popen(
-            ["bash", "-c", _WRAPPER, "nemorun-job", str(job_dir)],
-            cwd=job.workdir,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=err,
-            start_new_session=True,
-            close_fds=True,
-        )
+        try:
+            proc = subprocess.Popen(
+                ["bash", "-c", _WRAPPER, "nemorun-job", str(job_dir)],
+                cwd=job.workdir,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                start_new_session=True,
+                close_fds=True,
+            )
+        except OSError as exc:  # no bash on PATH, the working directory removed since resolve, ...
+            raise SubmitError(f"cannot start job {job.name} with bash in {job.workdir}: {exc.strerror or exc}") from None
     return Handle(
         backend="local",
         id=str(proc.pid),

@@ -28,19 +28,21 @@ import os
 import re
 import shutil
 import tarfile
+import urllib.parse
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Optional, Sequence
 
 import yaml
 
+from nemorun import secrets
 from nemorun.archives import extract_beside, file_sha256
-from nemorun.errors import SubmitError
+from nemorun.errors import ConfigError, SubmitError
 from nemorun.ir import Job, Rendered
 from nemorun.states import AppState, Handle, JobStatus
 from nemorun.submitters.base import SubmitterFeatures
 from nemorun.targets.skypilot import CODE_DIR, cluster_name, managed_job_name
 
-FEATURES = SubmitterFeatures(find=True)
+FEATURES = SubmitterFeatures(find=True, resolve=True)
 
 # sky.skylet.job_lib.JobStatus and sky.jobs.state.ManagedJobStatus names -> AppState
 STATE_MAP: dict[str, AppState] = {
@@ -74,7 +76,24 @@ def _sky() -> Any:
         import sky
     except ImportError:
         raise SubmitError("the skypilot executor needs the SkyPilot SDK: install nemorun[skypilot]") from None
+    _register_credentials(sky)
     return sky
+
+
+def _register_credentials(sky: Any) -> None:
+    """The API server's basic-auth password (``http://user:password@host``) and service-account
+    token, for the scrubber (:mod:`nemorun.secrets`): SkyPilot quotes the server URL whole in its
+    own errors (``Could not connect to ... at http://user:password@...``)."""
+    try:
+        password = urllib.parse.urlparse(str(sky.server.common.get_server_url())).password
+        from sky.client import service_account_auth
+
+        headers = service_account_auth.get_service_account_headers()
+    except Exception:  # noqa: BLE001 - an SDK without these helpers: nothing more to register
+        return
+    for value in (password, urllib.parse.unquote(password or ""), *headers.values()):
+        secrets.register(value)
+        secrets.register(str(value or "").partition(" ")[2])  # "Bearer <token>"
 
 
 def _fn(sky: Any, dotted: str) -> Any:
@@ -105,6 +124,32 @@ def _run(sky: Any, what: str, dotted: str, *args: Any, gone_ok: bool = False, **
         if gone_ok and type(exc).__name__ in _GONE:
             raise _Gone(_first_line(exc)) from None
         raise SubmitError(f"SkyPilot API server {_server(sky)}: {what} failed: {type(exc).__name__}: {_first_line(exc)}") from None
+
+
+# (experiment id, API server URL) that resolve found answering: once per launch, not per task
+_checked: set[tuple[str, str]] = set()
+
+
+def resolve(job: Job) -> Job:
+    """Nothing to fill in: refuses, before any job of the launch is sent, what :func:`submit`
+    would refuse at its turn — the SDK missing, the API server not answering (exit 1, as every
+    backend that cannot be reached), its credentials refused (exit 2). The check is the SDK's
+    own before any request (a local server it may start is started here rather than at the first
+    job's turn). Once per launch and server."""
+    sky = _sky()
+    seen = (job.experiment_id, _server(sky))
+    if seen in _checked:
+        return job
+    try:
+        sky.server.common.check_server_healthy_or_start_fn()
+    except Exception as exc:  # noqa: BLE001 - ApiServerConnectionError, APIVersionMismatchError, RuntimeError...
+        what = f"SkyPilot API server {_server(sky)}: {type(exc).__name__}: {_first_line(exc)}"
+        if type(exc).__name__ == "ApiServerAuthenticationError":
+            raise ConfigError(f"{what} (sky api login)") from None
+        raise SubmitError(what) from None
+    _checked.intersection_update({k for k in _checked if k[0] == job.experiment_id})  # this launch's only
+    _checked.add(seen)
+    return job
 
 
 def _server(sky: Any) -> str:

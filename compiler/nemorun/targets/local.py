@@ -18,14 +18,13 @@ from nemorun import launchers
 from nemorun.capabilities import ARCHIVE_PACKAGERS, Capabilities, Evidence
 from nemorun.command import FUNCTION_SPEC, function_artifacts, task_argv
 from nemorun.ir import Job, Rendered
+from nemorun.local_files import ATTEMPTS_FILE
 from nemorun.render import render_template
 from nemorun.validate import check_shell_syntax
 
 LAUNCH_SCRIPT = "launch.sh"
 # where a packaged job's archive is unpacked, inside the job folder
 CODE_DIR = "code"
-# one line "attempt N exit RC" per finished attempt, when the job retries
-ATTEMPTS_FILE = "attempts"
 
 CAPABILITIES = Capabilities(
     executor="local",

@@ -300,6 +300,10 @@ def srun_commands(script: str) -> list[list[str]]:
 
 def validate(rendered: Rendered) -> None:
     script = rendered.artifacts[SBATCH_SCRIPT]
+    if "\r\n" in script:  # sbatch: "Batch script contains DOS line breaks", after the record was made
+        line = script[:script.index("\r\n")].count("\n") + 1
+        raise ArtifactError(f"{SBATCH_SCRIPT} line {line}: a value holds a CR LF line break (\\r\\n), which sbatch refuses "
+                            "in a batch script; drop the \\r (a function task's params may hold it: they travel as JSON)")
     check_shell_syntax(SBATCH_SCRIPT, script)
     for line in script.splitlines():
         if line.startswith("#SBATCH"):
