@@ -284,7 +284,7 @@ def user_conf(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (["task=nope"], True),
     (["task=hydraish"], False),
     (["task=badhydra"], False),
-    (["task=searchpath"], False),
+    (["task=searchpath"], True),  # refused as the file is loaded, on either path (searchpath.py)
     (["task=train", "packager=withlauncher"], False),
     (["task=train", "packager=badlauncher"], False),
 ], ids=lambda v: " ".join(v) if isinstance(v, list) else str(v))

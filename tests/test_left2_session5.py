@@ -85,11 +85,23 @@ RACER = textwrap.dedent('''
     from nemorun.states import AppState
     from nemorun.store import ExperimentRecord
     role, path, rounds, out = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+    pace_with = [r for r in (sys.argv[5] if len(sys.argv) > 5 else "").split(",") if r and r != role]
     record, acted = ExperimentRecord(path), []
+
+    def at(other):
+        try:
+            return int((path / f"at-{other}").read_text() or -1)
+        except (FileNotFoundError, ValueError):
+            return -1
+
     (path / f"ready-{role}").write_text("")  # imported: the race starts when every racer is
     while not (path / "go").exists():
         time.sleep(0.001)
     for k in range(rounds):
+        if pace_with:  # rounds up to k - 1 done
+            (path / f"at-{role}").write_text(str(k - 1))
+        while any(at(other) < k - 1 for other in pace_with):  # never a round ahead: the two interleave
+            time.sleep(0.0005)
         name = f"j{k}"
         rec = record.job(name)
         time.sleep(random.random() / 1000)  # the window between reading and writing
@@ -110,6 +122,7 @@ RACER = textwrap.dedent('''
                 acted.append(name)  # the launch's write came first: cancelled on the backend
         else:  # both roles append to one list: a generic lost-update check
             record.save_job(rec, reapply=lambda mine, theirs: JobRecord(**{**theirs.fields(), "overrides": [*theirs.overrides, mine.overrides[-1]]}))
+    (path / f"at-{role}").write_text(str(rounds))
     Path(out).write_text("\\n".join(acted))
 ''')
 
@@ -129,7 +142,7 @@ def _race(tmp_path: Path, record: ExperimentRecord, roles: list[str], rounds: in
     script.write_text(RACER.replace("from nemorun.store import ExperimentRecord",
                                     "from nemorun.store import ExperimentRecord, JobRecord"))
     outs = [tmp_path / f"out{i}" for i in range(len(roles))]
-    procs = [subprocess.Popen([sys.executable, str(script), role, str(record.path), str(rounds), str(out)])
+    procs = [subprocess.Popen([sys.executable, str(script), role, str(record.path), str(rounds), str(out), ",".join(roles)])
              for role, out in zip(roles, outs)]
     _start(record.path, roles)
     assert [p.wait(timeout=300) for p in procs] == [0] * len(procs)
@@ -162,7 +175,7 @@ def test_two_writers_appending_to_one_record_lose_no_update(tmp_path: Path, nemo
     (tmp_path / "r").mkdir()
     script = tmp_path / "r" / "racer.py"
     script.write_text(racer.replace("from nemorun.store import ExperimentRecord", "from nemorun.store import ExperimentRecord, JobRecord"))
-    procs = [subprocess.Popen([sys.executable, str(script), role, str(record.path), str(script_rounds), str(tmp_path / role)])
+    procs = [subprocess.Popen([sys.executable, str(script), role, str(record.path), str(script_rounds), str(tmp_path / role), "a,b"])
              for role in ("a", "b")]
     _start(record.path, ["a", "b"])
     assert [p.wait(timeout=300) for p in procs] == [0, 0]

@@ -326,8 +326,25 @@ class Experiment:
             if rec is not None and rec.handle_obj() is None and rec.phase == "rendered":
                 rec.state, rec.detail = AppState.CANCELLED.value, "cancelled before submission"
                 self.record.save_job(rec)
+                sent = rec.handle_obj()  # the launch recorded the array sent first: the swap kept its handle
+                if sent is not None and not rec.app_state.is_terminal:
+                    self._cancel_sent_array(rec, sent)
         self.status(job)
         return done
+
+    def _cancel_sent_array(self, rec: JobRecord, sent: Handle) -> None:
+        """An array the launch sent between this cancel's read and its write: cancelled on the
+        backend (the launch saw no mark, so it will not), and its tasks get ``cancelled_at`` in one
+        batch (merged with the launch's task writes), so a task the backend then forgets
+        (Slurm keeps no record of a cancelled PENDING task) reads CANCELLED, not UNKNOWN."""
+        submitters.submitter(sent.backend).cancel(sent)
+        now = time.time()
+        rec.cancelled_at = now
+        self.record.save_job(rec)
+        tasks = [t for t in map(self.record.try_job, rec.array_of) if t is not None and t.cancelled_at is None]
+        for t in tasks:
+            t.cancelled_at = now
+        self.record.save_jobs(tasks)
 
     def rerun(self, overrides: Sequence[str] = (), *, resume: bool = False, fresh_code: bool = False,
               out: TextIO = sys.stdout) -> Optional["Experiment"]:

@@ -628,8 +628,12 @@ def _submit_array(record: ExperimentRecord, array: PlannedJob, out: TextIO) -> N
         pending = [(index, record.job(task)) for index, task in enumerate(rec.array_of)]
         # tasks `exp cancel ID TASK` marked while the array was being sent are cancelled on the backend
         cancelled = [(i, t) for i, t in pending if t.phase != "submitted" and t.state == AppState.CANCELLED.value]
-        record.save_jobs(_task_submitted(task_rec, handle, index, rec.submitted_at)
-                         for index, task_rec in pending if task_rec.phase != "submitted")
+        # a mark made while this batch was written is merged into it (compare-and-swap), never lost
+        raced = {t.name for t in record.save_jobs(_task_submitted(task_rec, handle, index, rec.submitted_at)
+                                                  for index, task_rec in pending if task_rec.phase != "submitted")
+                 if t.state == AppState.CANCELLED.value and t.handle is None}
+        raced -= {t.name for _, t in cancelled}
+        cancelled += [(i, t) for i, t in pending if t.name in raced]
         for index, task_rec in cancelled if rec.state != AppState.CANCELLED.value else ():
             _cancel_sent(record, record.job(task_rec.name), submitters.array_task_handle(handle, index))
         if rec.state == AppState.CANCELLED.value:  # the whole array: its tasks say so too

@@ -398,6 +398,27 @@ def _new_rev() -> str:
     return secrets.token_hex(8)
 
 
+def _merge_if_rewritten(record: JobRecord, path: Path,
+                        reapply: Optional[Callable[[JobRecord, JobRecord], JobRecord]]) -> Optional[JobRecord]:
+    """The compare of the compare-and-swap (caller holds :data:`RECORDS_LOCK`): when ``path`` was
+    rewritten since ``record`` was read (another ``rev``), ``record`` becomes ``reapply(record,
+    theirs)`` (default :func:`cancel_wins`) and ``theirs`` is returned; else None. A new record
+    (rev None) is not compared."""
+    if record.rev is None:
+        return None
+    try:
+        on_disk = _read_json(path)
+    except FileNotFoundError:
+        return None
+    if on_disk is None or on_disk.get("rev") == record.rev:
+        return None
+    theirs = JobRecord.from_dict(on_disk)
+    merged = (reapply or cancel_wins)(dataclasses.replace(record), theirs)
+    for name in _JOB_FIELDS:
+        setattr(record, name, getattr(merged, name))
+    return theirs
+
+
 def cancel_wins(mine: JobRecord, theirs: JobRecord) -> JobRecord:
     """The record to write when ``theirs`` was written after ``mine`` was read (the default merge
     of :meth:`ExperimentRecord.save_job`): ``mine``, without losing what only ``theirs`` knows.
@@ -654,48 +675,66 @@ class ExperimentRecord:
         path, lock = self.job_dir(record.name) / JOB_FILE, self.path / RECORDS_LOCK
         theirs: Optional[JobRecord] = None
         with _holding(lock, path):
-            if record.rev is not None:
-                try:
-                    on_disk = _read_json(path)
-                except FileNotFoundError:
-                    on_disk = None
-                if on_disk is not None and on_disk.get("rev") != record.rev:
-                    theirs = JobRecord.from_dict(on_disk)
-                    merged = (reapply or cancel_wins)(dataclasses.replace(record), theirs)
-                    for name in _JOB_FIELDS:
-                        setattr(record, name, getattr(merged, name))
+            theirs = _merge_if_rewritten(record, path, reapply)
             record.updated_at, record.rev = time.time(), _new_rev()
             write_json(path, record.fields())
         return theirs
 
-    def save_jobs(self, records: Iterable[JobRecord], compact: bool = True) -> None:
+    def save_jobs(self, records: Iterable[JobRecord], compact: bool = True,
+                  reapply: Optional[Callable[[JobRecord, JobRecord], JobRecord]] = None) -> list[JobRecord]:
         """Many job records as one batch (a job array's tasks): each file is written whole, and
         the batch costs two file-system syncs instead of an fsync per job. ``compact``: small
-        records, fields still at their default left out (:meth:`JobRecord.from_dict` restores them)."""
-        now = time.time()
+        records, fields still at their default left out (:meth:`JobRecord.from_dict` restores them).
+        The same compare-and-swap as :meth:`save_job`, for the whole batch under one hold of the
+        lock: a record another nemorun rewrote since it was read (``exp cancel ID TASK`` while the
+        launch records the array's tasks sent) is merged with ``reapply``; the newer records that
+        were built on are returned, so the caller can act on a cancel mark among them."""
+        def text(record: JobRecord) -> str:
+            if compact:
+                return json.dumps(record.compact(), sort_keys=True) + "\n"
+            return json.dumps(record.fields(), indent=2, sort_keys=True) + "\n"
 
-        def files() -> Iterable[tuple[Path, str]]:
-            for record in records:
-                record.updated_at, record.rev = now, _new_rev()
-                text = json.dumps(record.compact(), sort_keys=True) if compact else json.dumps(record.fields(), indent=2, sort_keys=True)
-                yield self.job_dir(record.name) / JOB_FILE, text + "\n"
+        return self._write_batch(((r, {}) for r in records), text, reapply)
 
-        atomic_write_many(files(), self.path)
-
-    def write_jobs(self, jobs: Iterable[tuple[JobRecord, Mapping[str, str]]]) -> None:
+    def write_jobs(self, jobs: Iterable[tuple[JobRecord, Mapping[str, str]]],
+                   reapply: Optional[Callable[[JobRecord, JobRecord], JobRecord]] = None) -> list[JobRecord]:
         """Jobs not yet sent, with their artifacts, as ONE batch (a sweep's jobs before the first
-        submission): two file-system syncs for the lot. Each record lists its artifacts."""
+        submission): two file-system syncs for the lot. Each record lists its artifacts. A record
+        rewritten since it was read is merged as in :meth:`save_jobs`."""
+        def text(record: JobRecord) -> str:
+            return json.dumps(record.fields(), indent=2, sort_keys=True) + "\n"
+
+        def listed() -> Iterator[tuple[JobRecord, Mapping[str, str]]]:
+            for record, artifacts in jobs:
+                record.artifacts = list(artifacts)
+                yield record, artifacts
+
+        return self._write_batch(listed(), text, reapply, mode=artifact_mode)
+
+    def _write_batch(self, jobs: Iterable[tuple[JobRecord, Mapping[str, str]]], text: Callable[[JobRecord], str],
+                     reapply: Optional[Callable[[JobRecord, JobRecord], JobRecord]],
+                     mode: Callable[[Path], int] = lambda path: 0o644) -> list[JobRecord]:
+        """One :func:`atomic_write_many` under :data:`RECORDS_LOCK`, each record with a rev merged
+        with what is on disk when that was written since (only those are read: a new record, rev
+        None, is written as it is, like :meth:`save_job`)."""
+        raced: list[JobRecord] = []
         now = time.time()
 
         def files() -> Iterable[tuple[Path, str]]:
             for record, artifacts in jobs:
                 d = self.job_dir(record.name)
-                for name, text in artifacts.items():
-                    yield d / name, text
-                record.artifacts, record.updated_at, record.rev = list(artifacts), now, _new_rev()
-                yield d / JOB_FILE, json.dumps(record.fields(), indent=2, sort_keys=True) + "\n"
+                for name, data in artifacts.items():
+                    yield d / name, data
+                path = d / JOB_FILE
+                theirs = _merge_if_rewritten(record, path, reapply)
+                if theirs is not None:
+                    raced.append(theirs)
+                record.updated_at, record.rev = now, _new_rev()
+                yield path, text(record)
 
-        atomic_write_many(files(), self.path, mode=artifact_mode)
+        with _holding(self.path / RECORDS_LOCK, self.path):
+            atomic_write_many(files(), self.path, mode=mode)
+        return raced
 
     def write_artifacts(self, job: str, artifacts: Mapping[str, str]) -> list[str]:
         d = self.job_dir(job)

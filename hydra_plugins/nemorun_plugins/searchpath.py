@@ -22,8 +22,9 @@ from hydra.core.config_search_path import ConfigSearchPath, SearchPathQuery
 from hydra.core.object_type import ObjectType
 from hydra.plugins.config_source import ConfigResult
 from hydra.plugins.search_path_plugin import SearchPathPlugin
+from omegaconf import DictConfig
 
-from nemorun.errors import printable
+from nemorun.errors import ConfigError, printable
 
 SCHEME = "nemorun-file"
 
@@ -58,7 +59,11 @@ class PrintableFileConfigSource(FileConfigSource):
         return "/".join(out)
 
     def load_config(self, config_path: str) -> ConfigResult:
-        return super().load_config(self._real(self._normalize_file_name(config_path)))
+        real = self._real(self._normalize_file_name(config_path))
+        result = super().load_config(real)
+        if _sets_searchpath(result, root_level="/" not in real.strip("/")):
+            raise ConfigError(SEARCHPATH_IN_FILE.format(file=printable(os.path.join(self.path, real))))
+        return result
 
     def is_group(self, config_path: str) -> bool:
         return super().is_group(self._real(config_path))
@@ -68,6 +73,25 @@ class PrintableFileConfigSource(FileConfigSource):
 
     def list(self, config_path: str, results_filter: Optional[ObjectType]) -> List[str]:
         return sorted({shown(n) for n in super().list(self._real(config_path), results_filter)})
+
+
+# why refused rather than followed or ignored: Hydra follows the primary config's search path
+# (a rerun would then read those folders as they are then, not as the launch saw them: the
+# record copies only the config folders) and silently drops an option file's one
+SEARCHPATH_IN_FILE = ("{file}: hydra.searchpath is not supported in a config file: give your config folder with "
+                      "--config-dir DIR (or NEMORUN_CONFIG_PATH), which a launch records so that rerun and --resume "
+                      "compose from its copy")
+
+
+def _sets_searchpath(result: ConfigResult, root_level: bool) -> bool:
+    """Whether the file puts a value at ``hydra.searchpath`` (its ``# @package`` header decides
+    where its keys land: by default a top-level file's at the root, an option's in its group)."""
+    package = result.header.get("package")
+    if package is None:
+        package = "_global_" if root_level else "_group_"
+    where = [p for p in package.split(".") if p != "_global_"]
+    node = result.config.get("hydra") if where == [] and isinstance(result.config, DictConfig) else result.config
+    return where in ([], ["hydra"]) and isinstance(node, DictConfig) and "searchpath" in node
 
 
 class NemorunSearchPathPlugin(SearchPathPlugin):
